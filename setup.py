@@ -1,0 +1,91 @@
+"""Build script for Xyra's compiled core.
+
+Build modes come from the environment:
+
+* default: release build, ``-O3``, C and Cython assertions compiled out. The hot
+  path works on raw pointers whose bounds the parser state machine checks itself;
+  Cython's own bounds checks stay on for indexed Python objects;
+* ``XYRA_DEBUG=1``: ``-O0 -g3``, C ``assert`` and Cython ``assert`` on, plus
+  ``initializedcheck``/``nonecheck``, and the ``XYRA_DEBUG`` macro that turns on
+  the invariant checks inside the C helpers;
+* ``XYRA_SANITIZE=1``: ASan + UBSan instrumentation (implies the debug directives).
+  Run the tests with ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+ROOT = Path(__file__).parent
+CORE = ROOT / "xyra" / "_core"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = _flag("XYRA_DEBUG")
+SANITIZE = _flag("XYRA_SANITIZE")
+
+
+def _compile_args() -> tuple[list[str], list[str], list[tuple[str, str | None]]]:
+    if sys.platform == "win32":
+        return (["/O2"], [], [])
+    cflags = ["-std=c99", "-fno-strict-aliasing", "-Wno-unused-function"]
+    ldflags: list[str] = []
+    macros: list[tuple[str, str | None]] = []
+    if DEBUG or SANITIZE:
+        cflags += ["-O0", "-g3", "-UNDEBUG"]
+        macros.append(("XYRA_DEBUG", "1"))
+    else:
+        cflags += ["-O3", "-DNDEBUG", "-DCYTHON_WITHOUT_ASSERTIONS"]
+    if SANITIZE:
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+        cflags += san
+        ldflags += san
+    return cflags, ldflags, macros
+
+
+def _directives() -> dict[str, object]:
+    debug = DEBUG or SANITIZE
+    return {
+        "language_level": "3",
+        "embedsignature": True,
+        "cdivision": True,
+        "boundscheck": True,
+        "wraparound": True,
+        "initializedcheck": debug,
+        "nonecheck": debug,
+    }
+
+
+def _extensions() -> list[Extension]:
+    from Cython.Build import cythonize
+
+    cflags, ldflags, macros = _compile_args()
+    exts = [
+        Extension(
+            f"xyra._core.{pyx.stem}",
+            [str(pyx.relative_to(ROOT))],
+            include_dirs=[str(CORE.relative_to(ROOT))],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+            define_macros=macros,
+            libraries=["z"] if pyx.stem in {"deflate"} else [],
+        )
+        for pyx in sorted(CORE.glob("*.pyx"))
+    ]
+    return cythonize(
+        exts,
+        compiler_directives=_directives(),
+        # One folder of generated C per build mode, so switching modes never
+        # reuses C generated with the other mode's directives.
+        build_dir=f"build/cython-{'sanitize' if SANITIZE else 'debug' if DEBUG else 'release'}",
+        force=_flag("XYRA_FORCE_CYTHON"),
+        nthreads=0,
+    )
+
+
+setup(ext_modules=_extensions())

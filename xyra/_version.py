@@ -1,0 +1,3 @@
+"""The one place Xyra's version is written."""
+
+__version__ = "0.3.0"
