@@ -1,0 +1,105 @@
+# The per-connection WebSocket state machine (sans-I/O: it writes through `transport`,
+# anything with write/writelines/close/abort/write_eof/get_write_buffer_size).
+from xyra._core.frames cimport Parser
+
+cdef enum ConnState:
+    OPEN = 1
+    CLOSING = 2     # we sent a close frame and wait for the peer's (or its EOF)
+    CLOSED = 3      # the close handshake is over or TCP is gone: nothing more is sent
+
+cdef class RouteConfig:
+    cdef public object open, message, close, drain, ping, pong, subscription
+    cdef public bint open_async, message_async, close_async
+    cdef public Py_ssize_t max_payload_length, max_backpressure, max_queue
+    cdef public double idle_timeout, ping_interval, close_timeout
+    cdef public bint close_on_backpressure_limit
+    cdef public tuple subprotocols
+    cdef public str path
+
+cdef class Hub:
+    # what every connection of one server shares: the loop, the cork list, the clock
+    cdef public object loop
+    cdef public object log
+    cdef public double now
+    cdef public long thread_id
+    cdef list dirty
+    cdef bint flush_scheduled
+    cdef object _flush_cb
+    cdef int schedule_flush(self, WebSocket ws) except -1
+    cdef int subscribe(self, WebSocket ws, str topic) except -1
+    cdef int unsubscribe(self, WebSocket ws, str topic) except -1
+    cdef int unsubscribe_all(self, WebSocket ws) except -1
+    cpdef int publish(self, str topic, object message, object opcode=*, bint compress=*,
+                      WebSocket exclude=*) except -1
+
+cdef class WebSocket(Parser):
+    cdef:
+        object transport
+        Hub hub
+        RouteConfig route
+        int state
+        bint close_received
+        int report_code           # what the close handler is told
+        str report_reason
+        double close_deadline
+        # output: small frames are copied into `out`; big payloads are queued by reference
+        unsigned char* out
+        Py_ssize_t out_len
+        Py_ssize_t out_cap
+        list chunks
+        Py_ssize_t queued         # bytes in out + chunks
+        Py_ssize_t transport_pending
+        bint write_paused
+        bint read_paused
+        bint in_read
+        bint dirty
+        bint congested
+        Py_ssize_t dropped_count
+        # timers
+        double last_rx
+        bint ping_outstanding
+        # application state
+        dict _topics
+        dict _data
+        object _remote
+        str _path
+        str _subprotocol
+        # handler sequencing: async callbacks run one at a time, in order
+        bint busy
+        object pending
+        object recv_queue
+        list recv_waiters
+        list drain_waiters
+        bint lost
+
+    cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
+                   object remote, str subprotocol, bytes response) except -1
+    cdef int data_received_into(self, Py_ssize_t nbytes) except -1
+    cdef int feed_initial(self, const unsigned char* data, Py_ssize_t n) except -1
+    cdef int flush(self) except -1
+    cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length, object owner) except -1
+    cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
+                           object owner)
+    cdef int send_close(self, int code, str reason) except -1
+    cdef int fail(self, int code, str why) except -1
+    cdef int connection_lost(self, object exc) except -1
+    cdef int pause_writing(self) except -1
+    cdef int resume_writing(self) except -1
+    cdef int eof_received(self) except -1
+    cdef int tick(self, double now) except -1
+    cdef int call(self, object handler, bint is_async, tuple args) except -1
+    cdef int run_pending(self) except -1
+    cdef int handler_failed(self, object exc) except -1
+    cdef int deliver(self, object message, object opcode) except -1
+    cdef int check_drain(self) except -1
+    cdef dict topic_map(self)
+    cdef int _reserve_out(self, Py_ssize_t need) except -1
+    cdef int _append_out(self, const unsigned char* data, Py_ssize_t n) except -1
+    cdef int _seal(self) except -1
+    cdef int _control(self, int opcode, bytes payload) except -1
+    cdef object _over_limit(self)
+    cdef _wake_drain_waiters(self)
+    cdef _run_task(self, object awaitable)
+    cdef _pause_reading(self)
+    cdef _resume_reading(self)
+    cdef _enqueue_received(self, object message)

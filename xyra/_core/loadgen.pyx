@@ -1,0 +1,640 @@
+# cython: language_level=3
+"""The compiled WebSocket load client behind ``xyra bench``.
+
+It must never be the bottleneck, so the per-message path does no Python work:
+
+* client frames are built and masked once, before the run (``build_frame``); a
+  connection that has to send ``k`` more messages writes one pre-joined ``bytes``
+  object holding ``k`` frames, so a whole read batch costs one ``transport.write``
+  (and uvloop coalesces the writes of one loop iteration into one syscall);
+* replies are counted, not decoded: ``FrameCounter`` walks the frame headers in
+  the received buffer in C and skips payloads, wherever the reads split them;
+* every connection reads into one shared buffer of the process (uvloop calls
+  ``get_buffer`` and ``buffer_updated`` back to back for one connection at a time,
+  and nothing is kept between reads but a partial header), so 10k idle client
+  connections cost no read buffers.
+
+The cold paths (the HTTP upgrade, pings, close frames) use plain Python objects.
+"""
+
+import asyncio
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from libc.stdint cimport uint8_t, uint64_t
+from libc.string cimport memcpy
+
+# Roles of a connection.
+ECHO = 0          # keep `window` messages in flight, one new message per reply
+SUBSCRIBER = 1    # only receives; reports deliveries to its Topic
+PUBLISHER = 2     # sends on its Topic's credit
+IDLE = 3          # opens and stays quiet
+CYCLE = 4         # handshake, close handshake, done (the `connect` workload)
+
+DEF _ECHO = 0
+DEF _SUBSCRIBER = 1
+DEF _PUBLISHER = 2
+DEF _IDLE = 3
+DEF _CYCLE = 4
+
+# Flags FrameCounter raises for the connection to act on after a read.
+DEF _F_PING = 1
+DEF _F_CLOSE = 2
+DEF _F_ERROR = 4
+
+DEF MAX_HEADER = 14
+DEF READ_SIZE = 1048576
+
+# The RFC 6455 sample key and its accept value: the handshake is checked, not trusted.
+HANDSHAKE_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+HANDSHAKE_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+# One read buffer for every connection of the process (see the module docstring).
+# A bytearray is never resized here, so its data pointer is stable.
+cdef bytearray _read_buffer = bytearray(READ_SIZE)
+cdef uint8_t* _read_ptr = <uint8_t*><char*>_read_buffer
+
+
+cdef struct Header:
+    uint64_t length
+    int opcode
+    int fin
+    int masked
+    uint8_t key[4]
+
+
+cdef inline Py_ssize_t _parse_header(const uint8_t* p, Py_ssize_t n, Header* h) noexcept nogil:
+    """Parse one frame header: its size if complete, 0 if more bytes are needed, -1 if invalid."""
+    cdef Py_ssize_t size = 2
+    cdef uint64_t length
+    cdef int i
+    if n < 2:
+        return 0
+    h.fin = p[0] >> 7
+    h.opcode = p[0] & 0x0F
+    h.masked = p[1] >> 7
+    length = p[1] & 0x7F
+    if length == 126:
+        size = 4
+        if n < size:
+            return 0
+        length = (<uint64_t>p[2] << 8) | p[3]
+    elif length == 127:
+        size = 10
+        if n < size:
+            return 0
+        length = 0
+        for i in range(2, 10):
+            length = (length << 8) | p[i]
+        if length >> 63:
+            return -1
+    if h.masked:
+        if n < size + 4:
+            return 0
+        memcpy(h.key, p + size, 4)
+        size += 4
+    h.length = length
+    return size
+
+
+cdef void _mask(uint8_t* data, Py_ssize_t n, const uint8_t* key) noexcept nogil:
+    """XOR ``data`` with the 4-byte key, a 64-bit word at a time."""
+    cdef uint8_t k8[8]
+    cdef uint64_t k64, w
+    cdef Py_ssize_t i = 0
+    for j in range(8):
+        k8[j] = key[j & 3]
+    memcpy(&k64, k8, 8)
+    while i + 8 <= n:
+        memcpy(&w, data + i, 8)
+        w ^= k64
+        memcpy(data + i, &w, 8)
+        i += 8
+    while i < n:
+        data[i] ^= key[i & 3]
+        i += 1
+
+
+def parse_header(data):
+    """Parse the frame header at the start of ``data``.
+
+    Returns ``(header_size, payload_length, opcode, fin, mask_key)`` with
+    ``mask_key`` None for an unmasked frame, or None if ``data`` is too short.
+    Raises ValueError for a 64-bit length with the top bit set.
+    """
+    cdef const uint8_t[::1] view = data
+    cdef Header h
+    cdef Py_ssize_t size = _parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
+    if size < 0:
+        raise ValueError("invalid 64-bit payload length")
+    if size == 0:
+        return None
+    key = PyBytes_FromStringAndSize(<char*>h.key, 4) if h.masked else None
+    return size, h.length, h.opcode, bool(h.fin), key
+
+
+def build_frame(payload, int opcode, mask_key=None, bint fin=True):
+    """One client frame: header, mask key and the payload masked with it.
+
+    ``mask_key`` is 4 bytes, or None for an unmasked (server-style) frame, which the
+    unit tests use to build server replies.
+    """
+    cdef const uint8_t[::1] src = payload
+    cdef Py_ssize_t n = src.shape[0]
+    cdef Py_ssize_t size = 2 + (0 if n < 126 else 2 if n < 65536 else 8)
+    cdef const uint8_t[::1] key
+    cdef bytes frame
+    cdef uint8_t* out
+    cdef int i
+    if not 0 <= opcode <= 15:
+        raise ValueError("opcode must be 0..15")
+    if mask_key is not None:
+        key = mask_key
+        if key.shape[0] != 4:
+            raise ValueError("mask_key must be 4 bytes")
+        size += 4
+    frame = PyBytes_FromStringAndSize(NULL, size + n)
+    out = <uint8_t*>PyBytes_AS_STRING(frame)
+    out[0] = (0x80 if fin else 0) | opcode
+    out[1] = 0x80 if mask_key is not None else 0
+    if n < 126:
+        out[1] |= n
+        i = 2
+    elif n < 65536:
+        out[1] |= 126
+        out[2] = (n >> 8) & 0xFF
+        out[3] = n & 0xFF
+        i = 4
+    else:
+        out[1] |= 127
+        for i in range(8):
+            out[2 + i] = (<uint64_t>n >> (56 - 8 * i)) & 0xFF
+        i = 10
+    if n:
+        memcpy(out + size, &src[0], n)
+    if mask_key is not None:
+        memcpy(out + i, &key[0], 4)
+        _mask(out + size, n, &key[0])
+    return frame
+
+
+def mask(data, key):
+    """``data`` XORed with the 4-byte ``key`` (masking and unmasking are the same)."""
+    cdef const uint8_t[::1] k = key
+    if k.shape[0] != 4:
+        raise ValueError("key must be 4 bytes")
+    cdef bytes out = bytes(data)
+    # A fresh bytes object nobody else sees yet, so writing into it is safe.
+    _mask(<uint8_t*>PyBytes_AS_STRING(out), len(out), &k[0])
+    return out
+
+
+cdef class FrameCounter:
+    """Counts the complete messages in a byte stream of frames, split anywhere.
+
+    Data payloads are skipped, never copied. Only a partial header (at most 14
+    bytes) and control payloads (at most 125 bytes) are kept between reads.
+    With ``expect_length >= 0`` every message whose opcode or length differs from
+    ``expect_opcode``/``expect_length`` is counted in ``mismatched``: the proof that
+    the peer really echoed what was sent.
+    """
+
+    cdef:
+        uint8_t hbuf[MAX_HEADER]
+        Py_ssize_t hlen             # bytes of a partial header held in hbuf
+        Header h                    # the frame being received
+        uint64_t remaining          # its payload bytes still to come
+        uint64_t msg_length         # payload bytes of the message so far
+        int msg_opcode
+        uint8_t ctrl[125]
+        Py_ssize_t ctrl_len
+        readonly long long messages, frames, payload_bytes, mismatched
+        readonly long long expect_length
+        readonly int expect_opcode
+        readonly int flags          # _F_* bits the owner has not handled yet
+        readonly int close_code     # -1 before a close frame, 1005 if it had no code
+        readonly bytes ping_payload
+
+    def __cinit__(self, long long expect_length=-1, int expect_opcode=-1):
+        self.expect_length = expect_length
+        self.expect_opcode = expect_opcode
+        self.close_code = -1
+
+    def feed(self, data):
+        """Feed bytes; returns how many messages they completed."""
+        cdef const uint8_t[::1] view = data
+        if view.shape[0] == 0:
+            return 0
+        return self.feed_ptr(&view[0], view.shape[0])
+
+    def take_flags(self):
+        """The pending ``(ping, close, error)`` flags, cleared."""
+        cdef int f = self.flags
+        self.flags = 0
+        return bool(f & _F_PING), bool(f & _F_CLOSE), bool(f & _F_ERROR)
+
+    cdef Py_ssize_t feed_ptr(self, const uint8_t* p, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t pos = 0, size, take, done = 0
+        while pos < n:
+            if self.remaining:
+                take = n - pos
+                if <uint64_t>take > self.remaining:
+                    take = <Py_ssize_t>self.remaining
+                if self.h.opcode >= 8:
+                    memcpy(self.ctrl + self.ctrl_len, p + pos, take)
+                    self.ctrl_len += take
+                pos += take
+                self.remaining -= take
+                if not self.remaining:
+                    done += self._frame_done()
+                continue
+            if self.hlen == 0:
+                size = _parse_header(p + pos, n - pos, &self.h)
+                if size > 0:
+                    pos += size
+                    if self.h.opcode < 8 and self.h.length <= <uint64_t>(n - pos):
+                        # The common case: a whole data frame in this read.
+                        pos += <Py_ssize_t>self.h.length
+                        done += self._data_done()
+                    else:
+                        done += self._frame_start()
+                    continue
+                if size < 0:
+                    self.flags |= _F_ERROR
+                    return done
+                # A partial header: keep it for the next read.
+                take = n - pos
+                memcpy(self.hbuf, p + pos, take)
+                self.hlen = take
+                return done
+            # Complete the partial header with bytes from this read.
+            take = MAX_HEADER - self.hlen
+            if take > n - pos:
+                take = n - pos
+            memcpy(self.hbuf + self.hlen, p + pos, take)
+            size = _parse_header(self.hbuf, self.hlen + take, &self.h)
+            if size == 0:
+                self.hlen += take
+                return done
+            if size < 0:
+                self.flags |= _F_ERROR
+                return done
+            pos += size - self.hlen
+            self.hlen = 0
+            done += self._frame_start()
+        return done
+
+    cdef inline Py_ssize_t _frame_start(self) noexcept:
+        if self.h.opcode >= 8:
+            if self.h.length > 125 or not self.h.fin:
+                self.flags |= _F_ERROR
+                self.remaining = 0
+                return 0
+            self.ctrl_len = 0
+        self.remaining = self.h.length
+        if not self.remaining:
+            return self._frame_done()
+        return 0
+
+    cdef inline Py_ssize_t _frame_done(self) noexcept:
+        if self.h.opcode >= 8:
+            self._control_done()
+            return 0
+        return self._data_done()
+
+    cdef inline Py_ssize_t _data_done(self) noexcept:
+        self.frames += 1
+        self.payload_bytes += self.h.length
+        if self.h.opcode != 0:
+            self.msg_opcode = self.h.opcode
+            self.msg_length = 0
+        self.msg_length += self.h.length
+        if not self.h.fin:
+            return 0
+        self.messages += 1
+        if self.expect_length >= 0 and (
+            self.msg_length != <uint64_t>self.expect_length
+            or self.msg_opcode != self.expect_opcode
+        ):
+            self.mismatched += 1
+        return 1
+
+    cdef void _control_done(self) noexcept:
+        self.frames += 1
+        if self.h.masked:
+            _mask(self.ctrl, self.ctrl_len, self.h.key)
+        if self.h.opcode == 9:
+            self.flags |= _F_PING
+            self.ping_payload = PyBytes_FromStringAndSize(<char*>self.ctrl, self.ctrl_len)
+        elif self.h.opcode == 8:
+            self.flags |= _F_CLOSE
+            if self.ctrl_len >= 2:
+                self.close_code = (self.ctrl[0] << 8) | self.ctrl[1]
+            else:
+                self.close_code = 1005
+
+
+cdef class Stats:
+    """Counters shared by the connections of one run, read by the runner between phases."""
+
+    cdef public long long messages   # data messages received (or cycles completed)
+    cdef public long long bytes_in   # bytes read, headers included
+    cdef public long long reads      # buffer_updated calls (messages per read shows batching)
+    cdef public long long opened     # handshakes completed
+    cdef public long long lost       # connections lost while the run wanted them
+
+    def snapshot(self):
+        """``(messages, bytes_in)`` now."""
+        return self.messages, self.bytes_in
+
+
+cdef class Topic:
+    """Paces one publisher by what its subscribers received.
+
+    ``window`` messages may be in flight; a message stops being in flight once
+    deliveries worth one copy per subscriber have arrived (all subscribers live in
+    this process, so their counts are exact). ``unstick`` forgives messages a
+    server dropped so pacing can never stop for good; it counts those in ``stalls``.
+    """
+
+    cdef:
+        readonly Connection publisher
+        readonly long long published, delivered, stalls, forgiven
+        readonly Py_ssize_t subscribers, window
+        long long seen
+        bint running
+
+    def __cinit__(self, Py_ssize_t subscribers, Py_ssize_t window):
+        if subscribers < 1 or window < 1:
+            raise ValueError("subscribers and window must be >= 1")
+        self.subscribers = subscribers
+        self.window = window
+
+    def set_publisher(self, Connection publisher):
+        self.publisher = publisher
+
+    def start(self):
+        """Fill the window."""
+        self.running = True
+        self._pump()
+
+    def stop(self):
+        """Publish nothing more; messages in flight still arrive."""
+        self.running = False
+
+    @property
+    def in_flight(self):
+        return self.published - self.forgiven - self.delivered // self.subscribers
+
+    def unstick(self):
+        """Called periodically: if nothing arrived since the last call while messages
+        are in flight, count them as lost and refill the window. Returns True if so."""
+        cdef bint stuck = (self.running and self.delivered == self.seen
+                           and self.in_flight > 0)
+        self.seen = self.delivered
+        if stuck:
+            self.stalls += 1
+            self.forgiven = self.published - self.delivered // self.subscribers
+            self._pump()
+        return stuck
+
+    cdef void on_delivered(self, Py_ssize_t k) except *:
+        self.delivered += k
+        if self.running:
+            self._pump()
+
+    cdef void _pump(self) except *:
+        cdef long long free = self.window - (
+            self.published - self.forgiven - self.delivered // self.subscribers)
+        if free > 0 and self.publisher is not None and self.publisher.is_open:
+            self.publisher._send(free)
+            self.published += free
+
+
+cdef class _ProtocolBase:
+    # Cython extension types cannot take a Python class as first base; asyncio
+    # insists on a real BufferedProtocol subclass (uvloop only checks get_buffer).
+    pass
+
+
+cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
+    """One client WebSocket connection (see the module docstring for the design).
+
+    ``path`` None means a raw TCP connection with no HTTP upgrade, for the raw echo
+    server that returns the client's (masked) frames as they are. ``frame`` is one
+    pre-built masked client frame; ``window`` of them may be in flight.
+    """
+
+    cdef:
+        object transport
+        object _write
+        readonly FrameCounter parser
+        readonly Stats stats
+        readonly Topic topic
+        bytes request
+        bytearray hbuf
+        list batches                 # batches[k]: k frames joined, 1 <= k <= window
+        bytes close_frame
+        bytes mask_key
+        Py_ssize_t window
+        readonly int role
+        readonly long long sent, received
+        readonly bint is_open, running, lost, closing
+        readonly object opened       # Future: the handshake completed (or failed)
+        readonly object done         # Future: the connection is gone (or a cycle ended)
+        readonly str error
+
+    def __init__(self, loop, Stats stats, *, path=b"/", host=b"127.0.0.1", int role=_ECHO,
+                 bytes frame=None, Py_ssize_t window=1, Topic topic=None,
+                 bytes mask_key=b"\x12\x34\x56\x78", long long expect_length=-1,
+                 int expect_opcode=-1):
+        self.stats = stats
+        self.role = role
+        self.topic = topic
+        self.window = window
+        self.mask_key = mask_key
+        self.parser = FrameCounter(expect_length, expect_opcode)
+        self.opened = loop.create_future()
+        self.done = loop.create_future()
+        self.batches = [b""]
+        if frame is not None:
+            self.batches += [frame * k for k in range(1, window + 1)]
+        self.close_frame = build_frame(b"\x03\xe8", 8, mask_key)
+        if path is not None:
+            self.request = (
+                b"GET " + path + b" HTTP/1.1\r\nHost: " + host
+                + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+                + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+
+    # -- asyncio protocol callbacks ---------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self._write = transport.write
+        if self.request is None:
+            self._on_open()
+        else:
+            self._write(self.request)
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return _read_buffer
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        cdef Py_ssize_t off = 0, k
+        self.stats.bytes_in += nbytes
+        self.stats.reads += 1
+        if not self.is_open:
+            off = self._handshake(nbytes)
+            if off < 0 or off == nbytes:
+                return
+        k = self.parser.feed_ptr(_read_ptr + off, nbytes - off)
+        if k:
+            self.received += k
+            self.stats.messages += k
+            if self.role == _ECHO:
+                if self.running:
+                    self._send(k)
+            elif self.role == _SUBSCRIBER:
+                if self.topic is not None:
+                    self.topic.on_delivered(k)
+        if self.parser.flags:
+            self._control()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.lost = True
+        if self.is_open and not self.closing:
+            self.stats.lost += 1
+        self.running = False
+        self.is_open = False
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(self.error or "connection lost"))
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self):
+        # Windows are bounded, so what uvloop buffers while paused is bounded too.
+        pass
+
+    def resume_writing(self):
+        pass
+
+    # -- run control (called by the runner) -------------------------------------------
+
+    def start(self):
+        """Fill the window (echo role)."""
+        if self.is_open and len(self.batches) > 1:
+            self.running = True
+            self._send(self.window)
+
+    def stop(self):
+        """Send nothing more; replies in flight are still counted."""
+        self.running = False
+
+    @property
+    def in_flight(self):
+        return self.sent - self.received
+
+    def rebind(self, Stats stats, Topic topic=None):
+        """Count into ``stats`` (and deliver to ``topic``) from now on."""
+        self.stats = stats
+        self.topic = topic
+
+    def send_messages(self, Py_ssize_t k):
+        """Write ``k`` pre-built frames now."""
+        self._send(k)
+
+    def close(self):
+        """Start the close handshake (or drop a raw connection)."""
+        self.running = False
+        if self.transport is None or self.lost:
+            return
+        if self.closing:
+            return
+        self.closing = True
+        if self.request is None:
+            self.transport.abort()
+        else:
+            self._write(self.close_frame)
+
+    def abort(self):
+        """Drop the TCP connection now."""
+        self.running = False
+        self.closing = True
+        if self.transport is not None and not self.lost:
+            self.transport.abort()
+
+    # -- internals --------------------------------------------------------------------
+
+    cdef void _send(self, Py_ssize_t k) except *:
+        cdef Py_ssize_t last = PyList_GET_SIZE(self.batches) - 1
+        if last < 1 or self.lost:
+            return
+        self.sent += k
+        while k > last:
+            self._write(<object>PyList_GET_ITEM(self.batches, last))
+            k -= last
+        self._write(<object>PyList_GET_ITEM(self.batches, k))
+
+    cdef void _on_open(self) except *:
+        self.is_open = True
+        self.stats.opened += 1
+        if not self.opened.done():
+            self.opened.set_result(None)
+        if self.role == _CYCLE:
+            self.closing = True
+            self._write(self.close_frame)
+
+    cdef Py_ssize_t _handshake(self, Py_ssize_t nbytes) except -2:
+        """Consume the HTTP response; the offset where frames begin, or -1 on failure."""
+        chunk = PyBytes_FromStringAndSize(<char*>_read_ptr, nbytes)
+        if self.hbuf is not None:
+            self.hbuf += chunk
+            data = bytes(self.hbuf)
+        else:
+            data = chunk
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(data) > 16384:
+                return self._fail("HTTP response head too long")
+            self.hbuf = bytearray(data)
+            return nbytes
+        self.hbuf = None
+        head = data[:end]
+        if not head.startswith(b"HTTP/1.1 101") or HANDSHAKE_ACCEPT not in head:
+            return self._fail("upgrade refused: " + head.split(b"\r\n", 1)[0].decode("latin-1"))
+        self._on_open()
+        # Bytes after the head are frames, all of them in this read's tail.
+        return nbytes - (len(data) - end - 4)
+
+    cdef Py_ssize_t _fail(self, str why) except -2:
+        self.error = why
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(why))
+        self.transport.abort()
+        return -1
+
+    cdef void _control(self) except *:
+        cdef int flags = self.parser.flags
+        self.parser.flags = 0
+        if flags & _F_PING and not self.closing:
+            self._write(build_frame(self.parser.ping_payload, 10, self.mask_key))
+        if flags & _F_ERROR:
+            self.error = "invalid frame from server"
+            self.abort()
+            return
+        if flags & _F_CLOSE:
+            if self.role == _CYCLE and self.is_open:
+                self.stats.messages += 1
+            self.running = False
+            if not self.closing:
+                # The server started the close: answer it, then let it drop TCP.
+                self.stats.lost += 1
+                self.closing = True
+                self._write(self.close_frame)
+            self.transport.close()
+            if self.role == _CYCLE and not self.done.done():
+                self.done.set_result(None)

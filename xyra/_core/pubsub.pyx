@@ -1,0 +1,132 @@
+# cython: language_level=3
+"""Topic fan-out: a two-way index and publish that frames each message once.
+
+topic -> subscribers (an insertion-ordered dict used as an ordered set) and
+connection -> topics (``WebSocket._topics``), so unsubscribing a closing connection
+costs O(its topics) and an empty topic is freed at once. ``publish`` builds one
+immutable frame and hands the same bytes to every subscriber's cork; each
+subscriber is then written once per loop iteration however many publishes hit it.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.pythread cimport PyThread_get_thread_ident
+
+from xyra._core.connection cimport Hub, WebSocket
+from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
+
+
+cdef class Topic:
+    cdef readonly str name
+    cdef dict subs
+
+    def __init__(self, str name):
+        self.name = name
+        self.subs = {}
+
+
+cdef class PubSubHub(Hub):
+    """The server's hub with the topic index."""
+
+    cdef dict topics
+
+    def __init__(self, loop, log):
+        Hub.__init__(self, loop, log)
+        self.topics = {}
+
+    cdef int subscribe(self, WebSocket ws, str topic) except -1:
+        cdef dict mine = ws.topic_map()
+        cdef Topic t
+        cdef Py_ssize_t old
+        if topic in mine:
+            return 0
+        t = self.topics.get(topic)
+        if t is None:
+            t = Topic(topic)
+            self.topics[topic] = t
+        old = len(t.subs)
+        t.subs[ws] = None
+        mine[topic] = t
+        if ws.route.subscription is not None:
+            ws.call(ws.route.subscription, False, (ws, topic, old + 1, old))
+        return 1
+
+    cdef int unsubscribe(self, WebSocket ws, str topic) except -1:
+        cdef Topic t
+        if ws._topics is None:
+            return 0
+        t = ws._topics.pop(topic, None)
+        if t is None:
+            return 0
+        self._remove(ws, t)
+        return 1
+
+    cdef int _remove(self, WebSocket ws, Topic t) except -1:
+        cdef Py_ssize_t old = len(t.subs)
+        del t.subs[ws]
+        if not t.subs:
+            del self.topics[t.name]
+        if ws.route.subscription is not None:
+            ws.call(ws.route.subscription, False, (ws, t.name, old - 1, old))
+        return 0
+
+    cdef int unsubscribe_all(self, WebSocket ws) except -1:
+        cdef dict mine = ws._topics
+        if not mine:
+            return 0
+        ws._topics = None
+        for t in mine.values():
+            self._remove(ws, <Topic>t)
+        return 0
+
+    cpdef int publish(self, str topic, object message, object opcode=None, bint compress=False,
+                      WebSocket exclude=None) except -1:
+        """Queue ``message`` for every subscriber of ``topic`` (but ``exclude``).
+
+        Returns how many subscribers it was queued for. From another thread it hops
+        onto the loop and returns 0 at once.
+        """
+        cdef Topic t
+        cdef const char* p
+        cdef Py_ssize_t n
+        cdef int op
+        cdef bytes frame
+        cdef const unsigned char* fp
+        cdef Py_ssize_t fl
+        cdef int count = 0
+        if <long>PyThread_get_thread_ident() != self.thread_id:
+            self.loop.call_soon_threadsafe(self.publish, topic, message, opcode, compress, exclude)
+            return 0
+        t = self.topics.get(topic)
+        if t is None:
+            return 0
+        if isinstance(message, str):
+            p = PyUnicode_AsUTF8AndSize(message, &n)
+            op = OP_TEXT
+        else:
+            if not isinstance(message, bytes):
+                message = bytes(message)
+            p = PyBytes_AS_STRING(message)
+            n = PyBytes_GET_SIZE(message)
+            op = OP_BINARY
+        if opcode is not None:
+            op = opcode
+            if op != OP_TEXT and op != OP_BINARY:
+                raise ValueError("publish sends TEXT or BINARY messages")
+        frame = make_frame(op, <const unsigned char*>p, n, False)
+        fp = <const unsigned char*>PyBytes_AS_STRING(frame)
+        fl = PyBytes_GET_SIZE(frame)
+        for ws in t.subs:
+            if ws is exclude:
+                continue
+            count += (<WebSocket>ws).queue_frame(fp, fl, frame)
+        return count
+
+    def num_subscribers(self, str topic) -> int:
+        cdef Topic t = self.topics.get(topic)
+        return 0 if t is None else len(t.subs)
+
+    def topic_names(self) -> list:
+        return list(self.topics)

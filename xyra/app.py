@@ -1,0 +1,178 @@
+"""The facade: ``App``, route registration, publish, lifecycle and ``listen``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from xyra._core.connection import RouteConfig
+from xyra.routes import handler_set, route_config
+from xyra.server import Server, install_signal_handlers, new_event_loop
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("xyra")
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class App:
+    """A Xyra application: WebSocket routes, pub/sub and the server that runs them."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, RouteConfig] = {}
+        self._startup: list[Callable[[], Any]] = []
+        self._shutdown: list[Callable[[], Any]] = []
+        self._servers: set[Server] = set()
+
+    # -- routes ---------------------------------------------------------------------------
+
+    @overload
+    def websocket(self, path: str, /, **options: Any) -> Callable[[F], F]: ...
+
+    @overload
+    def websocket(
+        self, path: str, handlers: Callable[..., Any] | Mapping[str, Any], /, **options: Any
+    ) -> None: ...
+
+    def websocket(
+        self,
+        path: str,
+        handlers: Callable[..., Any] | Mapping[str, Any] | None = None,
+        /,
+        **options: Any,
+    ) -> Callable[[F], F] | None:
+        """Register a WebSocket route.
+
+        As a decorator, ``@app.websocket("/ws")`` registers a simple handler called
+        with the ``WebSocket`` when a connection opens. Called with a dict,
+        ``app.websocket("/chat", {"open": f, "message": g, "close": h})`` registers
+        event handlers (keys: open, message, close, drain, ping, pong, subscription).
+        Route options (``max_payload_length``, ``idle_timeout``, ...) are keywords.
+        """
+        if handlers is None:
+
+            def decorator(func: F) -> F:
+                self._add_route(path, func, options)
+                return func
+
+            return decorator
+        self._add_route(path, handlers, options)
+        return None
+
+    def _add_route(
+        self, path: str, handlers: Callable[..., Any] | Mapping[str, Any], options: Mapping[str, Any]
+    ) -> None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"a route path must start with '/', got {path!r}")
+        if path in self._routes:
+            raise ValueError(
+                f"a WebSocket route is already registered at {path!r}. "
+                "To send to connected clients from elsewhere, use app.publish(topic, message)"
+            )
+        cfg = route_config(path, handler_set(handlers), options)
+        self._routes[path] = cfg
+        for server in self._servers:
+            server.context.routes[path] = cfg
+
+    # -- pub/sub --------------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, message: str | bytes, opcode: int | None = None, compress: bool = False
+    ) -> bool:
+        """Send ``message`` to every subscriber of ``topic``. Safe from any thread.
+
+        Returns True if the topic had subscribers.
+        """
+        had = False
+        for server in list(self._servers):
+            had = server.hub.num_subscribers(topic) > 0 or had
+            server.hub.publish(topic, message, opcode, compress, None)
+        return had
+
+    def num_subscribers(self, topic: str) -> int:
+        """How many connections are subscribed to ``topic``."""
+        return sum(server.hub.num_subscribers(topic) for server in list(self._servers))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def on_startup(self, func: F) -> F:
+        """Run ``func`` (sync or async) on the server's loop before it accepts connections."""
+        self._startup.append(func)
+        return func
+
+    def on_shutdown(self, func: F) -> F:
+        """Run ``func`` (sync or async) after every connection was closed at shutdown."""
+        self._shutdown.append(func)
+        return func
+
+    async def start(self, port: int = 0, host: str = "127.0.0.1", **kwargs: Any) -> Server:
+        """Serve on the running loop; returns the ``Server`` (``.port``, ``await .stop()``)."""
+        server = Server(self, asyncio.get_running_loop())
+        self._servers.add(server)
+        try:
+            await server.start(host, port, **kwargs)
+        except BaseException:
+            self._servers.discard(server)
+            raise
+        return server
+
+    def listen(self, port: int = 8000, host: str = "127.0.0.1", **kwargs: Any) -> None:
+        """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return."""
+        _default_logging()
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(port, host, **kwargs))
+        finally:
+            try:
+                _cancel_all_tasks(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def _serve(self, port: int, host: str, **kwargs: Any) -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(asyncio.get_running_loop(), stop)
+        server = await self.start(port, host, **kwargs)
+        await stop.wait()
+        log.info("xyra: shutting down")
+        await server.stop()
+
+    # -- for the server -------------------------------------------------------------------
+
+    def _route_configs(self) -> dict[str, RouteConfig]:
+        return dict(self._routes)
+
+    def _negotiators(self) -> dict[str, Any]:
+        return {}
+
+    def _max_close_timeout(self) -> float:
+        return max((cfg.close_timeout for cfg in self._routes.values()), default=5.0)
+
+    def _tick_interval(self) -> float:
+        """Timers are checked by one periodic tick: a quarter of the shortest timeout."""
+        spans = [HANDSHAKE_TIMEOUT]
+        for cfg in self._routes.values():
+            spans += [cfg.idle_timeout, cfg.ping_interval, cfg.close_timeout]
+        shortest = min(s for s in spans if s > 0)
+        return min(1.0, max(0.02, shortest / 4))
+
+
+def _default_logging() -> None:
+    """A script that runs ``listen`` without configuring logging still sees xyra's log."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -1,0 +1,358 @@
+"""The load process: drives one workload against one server and prints the result.
+
+Started by the runner as ``python -m xyra.bench.client SPEC_JSON`` pinned to the
+client core; prints one JSON object on stdout. It measures the window itself
+(messages, wall time, its own CPU time and the server's from /proc), so nothing
+outside the two pinned processes sits between the marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from xyra._core.loadgen import (
+    CYCLE,
+    ECHO,
+    IDLE,
+    PUBLISHER,
+    SUBSCRIBER,
+    Connection,
+    Stats,
+    Topic,
+    build_frame,
+)
+from xyra.bench import workloads as wl
+from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
+
+HOST = "127.0.0.1"
+# How many handshakes may be in progress at once while opening connections: more
+# overflows small accept backlogs, and refused SYNs cost whole seconds.
+OPEN_CONCURRENCY = 128
+MASK_KEY = os.urandom(4)
+
+
+@dataclass
+class Spec:
+    """What the runner asks for (see ``xyra.bench.runner.client_spec``)."""
+
+    workload: dict[str, Any]
+    port: int
+    server_pid: int
+    raw: bool            # no HTTP upgrade: the raw TCP echo server
+    warmup: float
+    duration: float
+    timeout: float       # for each setup phase (opening, draining, closing)
+
+
+@dataclass
+class Mark:
+    """One end of the measured window."""
+
+    wall: float
+    count: int
+    server_cpu: float
+    client_cpu: float
+
+    @classmethod
+    def now(cls, count: int, server_pid: int) -> Mark:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            time.perf_counter(), count, cpu_seconds(server_pid), usage.ru_utime + usage.ru_stime
+        )
+
+
+def window_result(a: Mark, b: Mark) -> dict[str, Any]:
+    """The figures of a measured window [a, b]."""
+    wall = b.wall - a.wall
+    count = b.count - a.count
+    server_cpu = b.server_cpu - a.server_cpu
+    return {
+        "value": count / wall,
+        "count": count,
+        "seconds": wall,
+        "server_cpu": server_cpu / wall,
+        "per_server_cpu_s": count / server_cpu if server_cpu > 0 else None,
+        "client_cpu": (b.client_cpu - a.client_cpu) / wall,
+    }
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
+    """Poll ``cond`` until it holds or ``timeout`` passes; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
+
+
+async def open_many(
+    port: int, factories: list[Callable[[], Connection]], timeout: float, *, must_all: bool = True
+) -> list[Connection]:
+    """Open one connection per factory to ``port``, ``OPEN_CONCURRENCY`` at a time."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+    opened: list[Connection | None] = [None] * len(factories)
+    errors: list[str] = []
+
+    async def one(i: int, factory: Callable[[], Connection]) -> None:
+        async with gate:
+            try:
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(factory, HOST, port), timeout
+                )
+                await asyncio.wait_for(asyncio.shield(conn.opened), timeout)
+                opened[i] = conn
+            except (OSError, asyncio.TimeoutError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one(i, f) for i, f in enumerate(factories)))
+    conns = [c for c in opened if c is not None]
+    if errors and must_all:
+        for c in conns:
+            c.abort()
+        raise ConnectionError(
+            f"{len(errors)} of {len(factories)} connections failed, first: {errors[0]}"
+        )
+    return conns
+
+
+async def close_all(conns: list[Connection], timeout: float) -> None:
+    """Close handshake everywhere, then drop whatever has not gone within ``timeout``."""
+    for c in conns:
+        c.close()
+    await wait_until(lambda: all(c.lost for c in conns), timeout)
+    for c in conns:
+        c.abort()
+
+
+def payload_frame(w: wl.Workload) -> bytes:
+    """The one pre-masked frame a workload's connections send, over and over."""
+    payload = (b"\xa5" if w.binary else b"x") * w.size
+    return build_frame(payload, 2 if w.binary else 1, MASK_KEY)
+
+
+async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    frame = payload_frame(w)
+    opcode = 2 if w.binary else 1
+    path = None if spec.raw else b"/"
+    # The raw echo returns the client's own frames: masked, same length and opcode.
+
+    def factory() -> Connection:
+        return Connection(
+            loop, stats, path=path, role=ECHO, frame=frame, window=w.window,
+            mask_key=MASK_KEY, expect_length=w.size, expect_opcode=opcode,
+        )
+
+    conns = await open_many(spec.port, [factory] * w.connections, spec.timeout)
+    for c in conns:
+        c.start()
+    await asyncio.sleep(spec.warmup)
+    a = Mark.now(stats.messages, spec.server_pid)
+    await asyncio.sleep(spec.duration)
+    b = Mark.now(stats.messages, spec.server_pid)
+    for c in conns:
+        c.stop()
+    drained = await wait_until(lambda: all(c.in_flight == 0 or c.lost for c in conns), spec.timeout)
+    result = window_result(a, b)
+    result["checks"] = {
+        "sent": sum(c.sent for c in conns),
+        "received": sum(c.received for c in conns),
+        "mismatched": sum(c.parser.mismatched for c in conns),
+        "lost": stats.lost,
+        "drained": drained,
+    }
+    await close_all(conns, spec.timeout)
+    return result
+
+
+async def all_subscribed(
+    topics: list[Topic], publishers: list[Connection], subs: list[list[Connection]],
+    stats: Stats, timeout: float,
+) -> bool:
+    """Publish probes until every subscriber has received one, then wait for quiet.
+
+    A handshake can complete before a server has run the subscribe, so this is
+    the barrier that makes "every subscriber gets every message" checkable.
+    """
+    deadline = time.monotonic() + timeout
+    for pub, members in zip(publishers, subs):
+        while not all(s.received for s in members):
+            if time.monotonic() > deadline:
+                return False
+            pub.send_messages(1)
+            await wait_until(lambda m=members: all(s.received for s in m), 0.2)
+    # Let the last probes land before the counters start over.
+    last = -1
+    while stats.messages != last and time.monotonic() < deadline:
+        last = stats.messages
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    frame = payload_frame(w)
+    opcode = 2 if w.binary else 1
+    probe_stats = Stats()
+    topics = [Topic(w.subscribers, w.window) for _ in range(w.topics)]
+    paths = [b"/pubsub?topic=t%d" % i for i in range(w.topics)]
+
+    def subscriber(i: int) -> Callable[[], Connection]:
+        return lambda: Connection(
+            loop, probe_stats, path=paths[i], role=SUBSCRIBER, topic=topics[i],
+            mask_key=MASK_KEY, expect_length=w.size, expect_opcode=opcode,
+        )
+
+    def publisher(i: int) -> Callable[[], Connection]:
+        return lambda: Connection(
+            loop, probe_stats, path=paths[i], role=PUBLISHER, frame=frame, window=w.window,
+            mask_key=MASK_KEY,
+        )
+
+    subs = [await open_many(spec.port, [subscriber(i)] * w.subscribers, spec.timeout) for i in range(w.topics)]
+    pubs = await open_many(spec.port, [publisher(i) for i in range(w.topics)], spec.timeout)
+    everyone = [c for group in subs for c in group] + pubs
+    try:
+        if not await all_subscribed(topics, pubs, subs, probe_stats, spec.timeout):
+            raise TimeoutError("subscribers did not all receive a probe message")
+        # Count from zero: a fresh Stats and fresh Topics, same connections.
+        stats = Stats()
+        topics = [Topic(w.subscribers, w.window) for _ in range(w.topics)]
+        for i, (pub, group) in enumerate(zip(pubs, subs)):
+            topics[i].set_publisher(pub)
+            for s in group:
+                s.rebind(stats, topics[i])
+        for t in topics:
+            t.start()
+
+        async def unstick() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                for t in topics:
+                    t.unstick()
+
+        watchdog = asyncio.create_task(unstick())
+        await asyncio.sleep(spec.warmup)
+        a = Mark.now(stats.messages, spec.server_pid)
+        await asyncio.sleep(spec.duration)
+        b = Mark.now(stats.messages, spec.server_pid)
+        for t in topics:
+            t.stop()
+        drained = await wait_until(lambda: all(t.in_flight <= 0 for t in topics), spec.timeout)
+        watchdog.cancel()
+        result = window_result(a, b)
+        result["checks"] = {
+            "subscribers": w.topics * w.subscribers,
+            "published": sum(t.published for t in topics),
+            "delivered": sum(t.delivered for t in topics),
+            "expected": sum(t.published * t.subscribers for t in topics),
+            "stalls": sum(t.stalls for t in topics),
+            "mismatched": sum(c.parser.mismatched for c in everyone),
+            "lost": stats.lost + probe_stats.lost,
+            "drained": drained,
+        }
+        return result
+    finally:
+        await close_all(everyone, spec.timeout)
+
+
+async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    running = True
+    errors: list[str] = []
+
+    async def cycles() -> None:
+        while running:
+            conn = Connection(loop, stats, role=CYCLE, mask_key=MASK_KEY)
+            try:
+                await asyncio.wait_for(loop.create_connection(lambda: conn, HOST, spec.port), 5)
+                await asyncio.wait_for(asyncio.shield(conn.done), 5)
+            except (OSError, asyncio.TimeoutError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                conn.abort()
+                if len(errors) > 100:
+                    return
+
+    tasks = [asyncio.create_task(cycles()) for _ in range(w.connections)]
+    try:
+        await asyncio.sleep(spec.warmup)
+        a = Mark.now(stats.messages, spec.server_pid)
+        await asyncio.sleep(spec.duration)
+        b = Mark.now(stats.messages, spec.server_pid)
+    finally:
+        running = False
+        await asyncio.wait(tasks, timeout=spec.timeout)
+        for t in tasks:
+            t.cancel()
+    result = window_result(a, b)
+    result["checks"] = {"opened": stats.opened, "completed": stats.messages,
+                        "errors": len(errors), "first_error": errors[0] if errors else None}
+    return result
+
+
+async def run_idle(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+
+    def factory() -> Connection:
+        return Connection(loop, stats, role=IDLE, mask_key=MASK_KEY)
+
+    # A few connections first, so one-time costs (imports, first buffers) land in
+    # the baseline and not in the per-connection figure.
+    warm = await open_many(spec.port, [factory] * 100, spec.timeout)
+    await asyncio.sleep(0.5)
+    before = rss_bytes(spec.server_pid)
+    conns = await open_many(spec.port, [factory] * w.connections, spec.timeout * 4, must_all=False)
+    await asyncio.sleep(max(1.0, spec.warmup))
+    after = rss_bytes(spec.server_pid)
+    result = {
+        "value": (after - before) / max(1, len(conns)),
+        "count": len(conns),
+        "seconds": None,
+        "server_cpu": None,
+        "per_server_cpu_s": None,
+        "client_cpu": None,
+        "checks": {"requested": w.connections, "opened": len(conns), "lost": stats.lost,
+                   "rss_before": before, "rss_after": after},
+    }
+    await close_all(warm + conns, spec.timeout)
+    return result
+
+
+RUNNERS = {wl.ECHO: run_echo, wl.PUBSUB: run_pubsub, wl.CONNECT: run_connect, wl.IDLE: run_idle}
+
+
+async def run(spec: Spec) -> dict[str, Any]:
+    w = wl.Workload(**spec.workload)
+    return await RUNNERS[w.kind](spec, w)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec = Spec(**json.loads(args[0]))
+    raise_nofile()
+    import uvloop
+
+    try:
+        result = uvloop.run(run(spec))
+    except Exception as exc:  # reported to the runner, which shows it in the table
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Turning samples into figures: the terminal table and the JSON document."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from xyra.bench.peers import Peer
+from xyra.bench.runner import Cell, Settings
+
+# A client process busy for this share of the window may be what limits the figure.
+SATURATED = 0.95
+
+
+def human(x: float | None) -> str:
+    """1234567 -> '1.23 M'."""
+    if x is None:
+        return "-"
+    for scale, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def median_of(samples: list[dict[str, Any]], key: str) -> float | None:
+    values = [s[key] for s in samples if s.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(cell: Cell) -> dict[str, Any]:
+    """One (workload, peer) as the JSON document and the table show it."""
+    w, values = cell.workload, [s["value"] for s in cell.samples]
+    client = median_of(cell.samples, "client_cpu")
+    return {
+        "workload": w.name,
+        "peer": cell.peer.name,
+        "label": cell.peer.label,
+        "unit": w.unit,
+        "higher_is_better": w.higher_is_better,
+        "median": statistics.median(values) if values else None,
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+        "server_cpu": median_of(cell.samples, "server_cpu"),
+        "per_server_cpu_s": median_of(cell.samples, "per_server_cpu_s"),
+        "client_cpu": client,
+        "client_saturated": client is not None and client >= SATURATED,
+        "samples": cell.samples,
+        "errors": cell.errors,
+        "skipped": cell.skipped,
+    }
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures came from."""
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    os_name = platform.system()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "os": os_name,
+        "kernel": platform.release(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load_average": os.getloadavg(),
+    }
+
+
+def document(
+    rows: list[dict[str, Any]], peers: list[Peer], versions: dict[str, str], s: Settings
+) -> dict[str, Any]:
+    return {
+        "tool": "xyra bench",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "settings": vars(s),
+        "peers": {p.name: {"label": p.label, "version": versions.get(p.name)} for p in peers},
+        "results": rows,
+    }
+
+
+def write_json(doc: dict[str, Any], path: str) -> None:
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def table(rows: list[dict[str, Any]], versions: dict[str, str]) -> str:
+    """The results as text, one block per workload, best peer first."""
+    from xyra.bench.workloads import WORKLOADS
+
+    out: list[str] = []
+    head = (f"  {'peer':<26} {'median':>9} {'min-max':>17} {'server CPU':>10} "
+            f"{'per server CPU-s':>16} {'client CPU':>10}")
+    notes: set[str] = set()
+    for name in dict.fromkeys(r["workload"] for r in rows):
+        group = [r for r in rows if r["workload"] == name]
+        w = WORKLOADS[name]
+        better = "higher" if w.higher_is_better else "lower"
+        out.append(f"{name}: {w.summary} [{w.unit}, {better} is better]")
+        out.append(head)
+        measured = [r for r in group if r["median"] is not None]
+        measured.sort(key=lambda r: r["median"], reverse=w.higher_is_better)
+        for r in measured:
+            label = f"{r['label']} {versions.get(r['peer'], '')}".strip()
+            flag = ""
+            if r["client_saturated"]:
+                flag = " !"
+                notes.add("! the load client's core was saturated: the figure is a lower bound")
+            if r["errors"]:
+                flag += f" ({len(r['errors'])} failed)"
+            span = f"{human(r['min'])}-{human(r['max'])}"
+            cpu = "-" if r["server_cpu"] is None else f"{r['server_cpu']:.0%}"
+            client = "-" if r["client_cpu"] is None else f"{r['client_cpu']:.0%}"
+            out.append(f"  {label:<26} {human(r['median']):>9} {span:>17} {cpu:>10} "
+                       f"{human(r['per_server_cpu_s']):>16} {client:>10}{flag}")
+        for r in group:
+            if r["median"] is None and r["errors"]:
+                out.append(f"  {r['label']:<26} error: {r['errors'][-1][:200]}")
+            elif r["skipped"]:
+                out.append(f"  {r['label']:<26} skipped: {r['skipped']}")
+        out.append("")
+    out.extend(sorted(notes))
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,40 @@
+"""Xyra adapter: the server this benchmark exists for.
+
+Echo is the one-liner from the docs; pub/sub uses Xyra's own topics: ``open``
+subscribes to the topic named in the request's query string and ``message``
+calls ``ws.publish`` (every subscriber but the sender).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xyra import App, WebSocket
+from xyra.bench.servers.common import HOST, MAX_PAYLOAD, port_from_argv, topic_of
+
+LIMITS: dict[str, Any] = {"max_payload_length": MAX_PAYLOAD, "max_backpressure": MAX_PAYLOAD}
+
+
+def subscribe(ws: WebSocket) -> None:
+    topic = topic_of(ws.path) or "default"
+    ws.data["topic"] = topic
+    ws.subscribe(topic)
+
+
+def publish(ws: WebSocket, message: str | bytes, opcode: Any) -> None:
+    ws.publish(ws.data["topic"], message, opcode)
+
+
+def build_app() -> App:
+    app = App()
+    app.websocket("/", {"message": lambda ws, m, op: ws.send(m, op)}, **LIMITS)
+    app.websocket("/pubsub", {"open": subscribe, "message": publish}, **LIMITS)
+    return app
+
+
+def main() -> None:
+    build_app().listen(port_from_argv(), host=HOST)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Running an App: uvloop, the periodic tick, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from xyra._core.protocol import ServerContext, ServerProtocol
+from xyra._core.pubsub import PubSubHub
+
+if TYPE_CHECKING:
+    from xyra.app import App
+
+log = logging.getLogger("xyra")
+
+
+async def run_hooks(hooks: list[Callable[[], Any]]) -> None:
+    for hook in hooks:
+        result = hook()
+        if isinstance(result, Awaitable):
+            await result
+
+
+class Server:
+    """A running server: ``port``, ``host`` and ``await stop()``."""
+
+    def __init__(self, app: App, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.hub = PubSubHub(loop, log)
+        self.context = ServerContext(self.hub, app._route_configs())
+        self.context.negotiators = app._negotiators()
+        self._server: asyncio.base_events.Server | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._stopped = asyncio.Event()
+        self.host = ""
+        self.port = 0
+
+    async def start(self, host: str, port: int, **kwargs: Any) -> None:
+        await run_hooks(self.app._startup)
+        context = self.context
+        self._server = await self.loop.create_server(
+            lambda: ServerProtocol(context), host, port, reuse_address=True, **kwargs
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+        self._interval = self.app._tick_interval()
+        self._tick()
+        log.info("xyra: listening on %s:%d", self.host, self.port)
+
+    def _tick(self) -> None:
+        self.context.tick(self.loop.time())
+        self._tick_handle = self.loop.call_later(self._interval, self._tick)
+
+    @property
+    def connections(self) -> int:
+        return len(self.context.connections)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, close every connection with 1001, run the shutdown hooks."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        self.context.close_all(1001, "server shutting down")
+        limit = self.app._max_close_timeout() + 1.0 if timeout is None else timeout
+        deadline = self.loop.time() + limit
+        while self.context.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.context.connections:
+            log.warning("xyra: %d connections did not close in time; dropping them",
+                        len(self.context.connections))
+            self.context.abort_all()
+            await asyncio.sleep(0)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        await server.wait_closed()
+        self.app._servers.discard(self)
+        await run_hooks(self.app._shutdown)
+        self._stopped.set()
+
+    async def wait_closed(self) -> None:
+        await self._stopped.wait()
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
