@@ -181,11 +181,16 @@ def build_frame(payload, int opcode, mask_key=None, bint fin=True):
 def mask(data, key):
     """``data`` XORed with the 4-byte ``key`` (masking and unmasking are the same)."""
     cdef const uint8_t[::1] k = key
+    cdef const uint8_t[::1] src = data
+    cdef Py_ssize_t n = src.shape[0]
     if k.shape[0] != 4:
         raise ValueError("key must be 4 bytes")
-    cdef bytes out = bytes(data)
-    # A fresh bytes object nobody else sees yet, so writing into it is safe.
-    _mask(<uint8_t*>PyBytes_AS_STRING(out), len(out), &k[0])
+    # A new bytes object nobody else has seen: writing into it is safe (never into
+    # `data`, which may be an immutable, even interned, bytes object).
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
+    if n:
+        memcpy(PyBytes_AS_STRING(out), &src[0], n)
+        _mask(<uint8_t*>PyBytes_AS_STRING(out), n, &k[0])
     return out
 
 

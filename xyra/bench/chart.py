@@ -23,8 +23,11 @@ def draw(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
     from xyra.bench.workloads import WORKLOADS
 
-    names = [n for n in dict.fromkeys(r["workload"] for r in rows)
-             if any(r["median"] is not None for r in rows if r["workload"] == n)]
+    names = [
+        n
+        for n in dict.fromkeys(r["workload"] for r in rows)
+        if any(r["median"] is not None for r in rows if r["workload"] == n)
+    ]
     if not names:
         raise ValueError("no results to chart")
     peers = list(dict.fromkeys(r["label"] for r in rows))
@@ -32,21 +35,23 @@ def draw(rows: list[dict[str, Any]], path: str, title: str) -> None:
     cols = min(4, len(names))
     nrows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         w = WORKLOADS[name]
         group = [r for r in rows if r["workload"] == name and r["median"] is not None]
         labels = [r["label"] for r in group]
         med = [r["median"] for r in group]
-        err = [[m - r["min"] for m, r in zip(med, group)], [r["max"] - m for m, r in zip(med, group)]]
-        ax.bar(range(len(group)), med, yerr=err, capsize=3,
-               color=[colours[label] for label in labels])
+        err = [[r["median"] - r["min"] for r in group], [r["max"] - r["median"] for r in group]]
+        ax.bar(
+            range(len(group)), med, yerr=err, capsize=3, color=[colours[label] for label in labels]
+        )
         ax.set_xticks(range(len(group)))
         ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=7)
-        ax.set_title(f"{name} ({w.unit}{', lower is better' if not w.higher_is_better else ''})",
-                     fontsize=9)
+        ax.set_title(
+            f"{name} ({w.unit}{', lower is better' if not w.higher_is_better else ''})", fontsize=9
+        )
         ax.tick_params(axis="y", labelsize=7)
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -29,11 +29,15 @@ class Peer:
     """One server under test."""
 
     name: str
-    label: str
-    module: str                       # adapter module in xyra.bench.servers
-    distribution: str | None = None   # what must be installed (None: nothing beyond xyra)
-    raw: bool = False                 # a raw TCP echo, no WebSocket
+    label: str  # "{v}" stands for the version
+    module: str  # adapter module in xyra.bench.servers
+    distribution: str | None = None  # what must be installed (None: nothing beyond xyra)
+    raw: bool = False  # a raw TCP echo, no WebSocket
     skips: dict[str, str] = field(default_factory=dict)  # workload -> why it cannot run
+
+    def title(self, version: str | None) -> str:
+        """The label with the version filled in."""
+        return self.label.replace("{v}", version or "").replace("  ", " ")
 
     def supports(self, w: wl.Workload) -> str | None:
         """None if the peer can run ``w``, else why not."""
@@ -81,9 +85,16 @@ class Peer:
                 return __version__
             if self.name == "xyra027":
                 out = subprocess.run(
-                    [str(PYTHON_027), "-c", "import importlib.metadata as m;"
-                     "print(m.version('xyra'))"],
-                    capture_output=True, text=True, timeout=60, cwd=str(CACHE), check=True,
+                    [
+                        str(PYTHON_027),
+                        "-c",
+                        "import importlib.metadata as m;print(m.version('xyra'))",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    cwd=str(CACHE),
+                    check=True,
                 )
                 return out.stdout.strip()
             return importlib.metadata.version(self.distribution or "uvloop")
@@ -91,7 +102,6 @@ class Peer:
             return "?"
 
 
-ECHO_ONLY_NOTE = "raw TCP echo: echo workloads only"
 PAYLOAD_027 = (
     "0.2.7's C API leaves uWS maxPayloadLength at its 16 KiB default: larger messages close"
 )
@@ -99,16 +109,18 @@ PAYLOAD_027 = (
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in (
-        Peer("xyra", "xyra (this)", "xyra_server"),
-        Peer("socketify", "socketify", "socketify_server", "socketify"),
-        Peer("picows", "picows", "picows_server", "picows"),
-        Peer("websockets", "websockets", "websockets_server", "websockets"),
-        Peer("aiohttp", "aiohttp", "aiohttp_server", "aiohttp"),
+        Peer("xyra", "xyra {v}", "xyra_server"),
+        Peer("socketify", "socketify {v}", "socketify_server", "socketify"),
+        Peer("picows", "picows {v}", "picows_server", "picows"),
+        Peer("websockets", "websockets {v}", "websockets_server", "websockets"),
+        Peer("aiohttp", "aiohttp {v}", "aiohttp_server", "aiohttp"),
         Peer(
-            "xyra027", "xyra 0.2.7", "xyra027_server",
+            "xyra027",
+            "xyra {v} (PyPI, uWS)",
+            "xyra027_server",
             skips={"large_64k": PAYLOAD_027, "large_1m": PAYLOAD_027},
         ),
-        Peer("raw", "uvloop raw echo (limit)", "raw_echo", "uvloop", raw=True),
+        Peer("raw", "raw echo, uvloop {v} (limit)", "raw_echo", "uvloop", raw=True),
     )
 }
 
@@ -134,15 +146,21 @@ def setup_peers() -> int:
             subprocess.run([sys.executable, "-m", "venv", str(VENV_027)], check=True, timeout=300)
             subprocess.run(
                 [str(PYTHON_027), "-m", "pip", "install", "--quiet", "xyra==0.2.7"],
-                check=True, timeout=900,
+                check=True,
+                timeout=900,
             )
         except (subprocess.SubprocessError, OSError) as exc:
             print(f"  failed: {exc}", file=sys.stderr)
             status = 1
     print(f"xyra 0.2.7: {PEERS['xyra027'].unavailable() or 'ready'}")
-    missing = [p.distribution for p in PEERS.values()
-               if p.distribution and p.name != "xyra027" and p.unavailable()]
+    missing = [
+        p.distribution
+        for p in PEERS.values()
+        if p.distribution and p.name != "xyra027" and p.unavailable()
+    ]
     if missing:
-        print("not installed in this environment (install to compare): pip install "
-              + " ".join(sorted(set(missing))))
+        print(
+            "not installed in this environment (install to compare): pip install "
+            + " ".join(sorted(set(missing)))
+        )
     return status

@@ -59,7 +59,7 @@ def spawn(
         stderr=subprocess.PIPE if capture else (stderr or subprocess.DEVNULL),
         env=env,
         cwd=cwd,
-        preexec_fn=prepare,  # noqa: PLW1509 - the parent is single-threaded
+        preexec_fn=prepare,  # the parent is single-threaded: safe
         start_new_session=True,
     )
     LIVE.add(proc)
@@ -100,7 +100,10 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """Return once 127.0.0.1:``port`` accepts connections; raise if the process dies or time runs out."""
+    """Return once 127.0.0.1:``port`` accepts connections.
+
+    Raises if the process exits first or ``timeout`` passes.
+    """
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

@@ -32,14 +32,14 @@ def median_of(samples: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def summarize(cell: Cell) -> dict[str, Any]:
+def summarize(cell: Cell, versions: dict[str, str]) -> dict[str, Any]:
     """One (workload, peer) as the JSON document and the table show it."""
     w, values = cell.workload, [s["value"] for s in cell.samples]
     client = median_of(cell.samples, "client_cpu")
     return {
         "workload": w.name,
         "peer": cell.peer.name,
-        "label": cell.peer.label,
+        "label": cell.peer.title(versions.get(cell.peer.name)),
         "unit": w.unit,
         "higher_is_better": w.higher_is_better,
         "median": statistics.median(values) if values else None,
@@ -90,7 +90,14 @@ def document(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
         "settings": vars(s),
-        "peers": {p.name: {"label": p.label, "version": versions.get(p.name)} for p in peers},
+        "peers": {
+            p.name: {
+                "label": p.title(versions.get(p.name)),
+                "version": versions.get(p.name),
+                "unavailable": p.unavailable(),
+            }
+            for p in peers
+        },
         "results": rows,
     }
 
@@ -99,13 +106,15 @@ def write_json(doc: dict[str, Any], path: str) -> None:
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def table(rows: list[dict[str, Any]], versions: dict[str, str]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     """The results as text, one block per workload, best peer first."""
     from xyra.bench.workloads import WORKLOADS
 
     out: list[str] = []
-    head = (f"  {'peer':<26} {'median':>9} {'min-max':>17} {'server CPU':>10} "
-            f"{'per server CPU-s':>16} {'client CPU':>10}")
+    head = (
+        f"  {'peer':<30} {'median':>9} {'min-max':>17} {'server CPU':>10} "
+        f"{'per server CPU-s':>16} {'client CPU':>10}"
+    )
     notes: set[str] = set()
     for name in dict.fromkeys(r["workload"] for r in rows):
         group = [r for r in rows if r["workload"] == name]
@@ -116,7 +125,7 @@ def table(rows: list[dict[str, Any]], versions: dict[str, str]) -> str:
         measured = [r for r in group if r["median"] is not None]
         measured.sort(key=lambda r: r["median"], reverse=w.higher_is_better)
         for r in measured:
-            label = f"{r['label']} {versions.get(r['peer'], '')}".strip()
+            label = r["label"]
             flag = ""
             if r["client_saturated"]:
                 flag = " !"
@@ -126,13 +135,15 @@ def table(rows: list[dict[str, Any]], versions: dict[str, str]) -> str:
             span = f"{human(r['min'])}-{human(r['max'])}"
             cpu = "-" if r["server_cpu"] is None else f"{r['server_cpu']:.0%}"
             client = "-" if r["client_cpu"] is None else f"{r['client_cpu']:.0%}"
-            out.append(f"  {label:<26} {human(r['median']):>9} {span:>17} {cpu:>10} "
-                       f"{human(r['per_server_cpu_s']):>16} {client:>10}{flag}")
+            out.append(
+                f"  {label:<30} {human(r['median']):>9} {span:>17} {cpu:>10} "
+                f"{human(r['per_server_cpu_s']):>16} {client:>10}{flag}"
+            )
         for r in group:
             if r["median"] is None and r["errors"]:
-                out.append(f"  {r['label']:<26} error: {r['errors'][-1][:200]}")
+                out.append(f"  {r['label']:<30} error: {r['errors'][-1][:200]}")
             elif r["skipped"]:
-                out.append(f"  {r['label']:<26} skipped: {r['skipped']}")
+                out.append(f"  {r['label']:<30} skipped: {r['skipped']}")
         out.append("")
     out.extend(sorted(notes))
     return "\n".join(out).rstrip() + "\n"

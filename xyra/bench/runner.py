@@ -33,8 +33,8 @@ class Settings:
     client_cpu: int | None = 1
     quick: bool = False
     seed: int | None = None
-    setup_timeout: float = 30.0     # per setup phase inside the client (open, drain, close)
-    start_timeout: float = 30.0     # for a server to start listening
+    setup_timeout: float = 30.0  # per setup phase inside the client (open, drain, close)
+    start_timeout: float = 30.0  # for a server to start listening
 
 
 @dataclass
@@ -52,15 +52,17 @@ Progress = Callable[[str], None]
 
 
 def client_spec(w: wl.Workload, peer: Peer, port: int, server_pid: int, s: Settings) -> str:
-    return json.dumps({
-        "workload": w.to_json(),
-        "port": port,
-        "server_pid": server_pid,
-        "raw": peer.raw,
-        "warmup": s.warmup,
-        "duration": s.duration,
-        "timeout": s.setup_timeout,
-    })
+    return json.dumps(
+        {
+            "workload": w.to_json(),
+            "port": port,
+            "server_pid": server_pid,
+            "raw": peer.raw,
+            "warmup": s.warmup,
+            "duration": s.duration,
+            "timeout": s.setup_timeout,
+        }
+    )
 
 
 def hard_timeout(w: wl.Workload, s: Settings) -> float:
@@ -87,7 +89,9 @@ def measure(w: wl.Workload, peer: Peer, s: Settings) -> dict[str, Any]:
             raise RuntimeError(f"{exc}: {procs.tail(log)}") from None
         client = procs.spawn(
             [sys.executable, "-m", "xyra.bench.client", client_spec(w, peer, port, server.pid, s)],
-            s.client_cpu, env=peer_env_for_client(), capture=True,
+            s.client_cpu,
+            env=peer_env_for_client(),
+            capture=True,
         )
         try:
             out, err = client.communicate(timeout=hard_timeout(w, s))
@@ -160,8 +164,11 @@ def describe(w: wl.Workload, sample: dict[str, Any]) -> str:
     if sample.get("server_cpu") is not None:
         text += f"  server CPU {sample['server_cpu']:.0%}  client CPU {sample['client_cpu']:.0%}"
     checks = sample.get("checks", {})
-    bad = [f"{k}={v}" for k, v in checks.items()
-           if k in ("mismatched", "lost", "stalls", "errors") and v]
+    bad = [
+        f"{k}={v}"
+        for k, v in checks.items()
+        if k in ("mismatched", "lost", "stalls", "errors") and v
+    ]
     if bad:
         text += "  (" + ", ".join(bad) + ")"
     return text

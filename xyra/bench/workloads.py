@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # The kinds of load the client knows how to drive.
-ECHO = "echo"          # connections x window messages in flight, each reply sends one more
-PUBSUB = "pubsub"      # publishers pipeline messages, subscribers count deliveries
-CONNECT = "connect"    # parallel loops of handshake + close handshake
-IDLE = "idle"          # open many connections, read the server's RSS growth
+ECHO = "echo"  # connections x window messages in flight, each reply sends one more
+PUBSUB = "pubsub"  # publishers pipeline messages, subscribers count deliveries
+CONNECT = "connect"  # parallel loops of handshake + close handshake
+IDLE = "idle"  # open many connections, read the server's RSS growth
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,12 @@ class Workload:
     name: str
     kind: str
     summary: str
-    connections: int = 1      # echo: connections; connect: parallel loops; idle: count
-    window: int = 1           # messages in flight per connection (per publisher for pub/sub)
-    size: int = 32            # payload bytes
+    connections: int = 1  # echo: connections; connect: parallel loops; idle: count
+    window: int = 1  # messages in flight per connection (per publisher for pub/sub)
+    size: int = 32  # payload bytes
     binary: bool = False
-    topics: int = 0           # pub/sub only
-    subscribers: int = 0      # pub/sub only: per topic
+    topics: int = 0  # pub/sub only
+    subscribers: int = 0  # pub/sub only: per topic
     unit: str = "msg/s"
     higher_is_better: bool = True
 
@@ -47,39 +47,73 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Workload(
-            "echo_small", ECHO, "100 connections, 16 x 32-byte text messages in flight each",
-            connections=100, window=16, size=32,
+            "echo_small",
+            ECHO,
+            "100 connections, 16 x 32-byte text messages in flight each",
+            connections=100,
+            window=16,
+            size=32,
         ),
         Workload(
-            "pingpong", ECHO, "1 connection, one 32-byte text message at a time (latency bound)",
-            connections=1, window=1, size=32,
+            "pingpong",
+            ECHO,
+            "1 connection, one 32-byte text message at a time (latency bound)",
+            connections=1,
+            window=1,
+            size=32,
         ),
         Workload(
-            "large_64k", ECHO, "8 connections x 2 binary 64 KiB messages in flight",
-            connections=8, window=2, size=64 * 1024, binary=True,
+            "large_64k",
+            ECHO,
+            "8 connections x 2 binary 64 KiB messages in flight",
+            connections=8,
+            window=2,
+            size=64 * 1024,
+            binary=True,
         ),
         Workload(
-            "large_1m", ECHO, "2 connections x 1 binary 1 MiB message in flight",
-            connections=2, window=1, size=1024 * 1024, binary=True,
+            "large_1m",
+            ECHO,
+            "2 connections x 1 binary 1 MiB message in flight",
+            connections=2,
+            window=1,
+            size=1024 * 1024,
+            binary=True,
         ),
         Workload(
-            "pubsub_1x1000", PUBSUB,
+            "pubsub_1x1000",
+            PUBSUB,
             "1 topic, 1000 subscribers, 1 publisher pipelining 16 x 32-byte messages",
-            window=16, size=32, topics=1, subscribers=1000, unit="deliveries/s",
+            window=16,
+            size=32,
+            topics=1,
+            subscribers=1000,
+            unit="deliveries/s",
         ),
         Workload(
-            "pubsub_10x100", PUBSUB,
+            "pubsub_10x100",
+            PUBSUB,
             "10 topics x 100 subscribers, 1 publisher each pipelining 16 x 32-byte messages",
-            window=16, size=32, topics=10, subscribers=100, unit="deliveries/s",
+            window=16,
+            size=32,
+            topics=10,
+            subscribers=100,
+            unit="deliveries/s",
         ),
         Workload(
-            "connect", CONNECT,
+            "connect",
+            CONNECT,
             "16 parallel loops of: TCP connect, upgrade, close handshake",
-            connections=16, unit="conn/s",
+            connections=16,
+            unit="conn/s",
         ),
         Workload(
-            "idle_10k", IDLE, "server memory per idle connection (VmRSS growth / 10k connections)",
-            connections=10_000, unit="bytes/conn", higher_is_better=False,
+            "idle_10k",
+            IDLE,
+            "server memory per idle connection (VmRSS growth / 10k connections)",
+            connections=10_000,
+            unit="bytes/conn",
+            higher_is_better=False,
         ),
     )
 }

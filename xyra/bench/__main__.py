@@ -1,0 +1,5 @@
+"""``python -m xyra.bench``."""
+
+from xyra.bench import main
+
+raise SystemExit(main())
