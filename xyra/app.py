@@ -14,13 +14,28 @@ from xyra.server import Server, install_signal_handlers, new_event_loop
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("xyra")
 
-HANDSHAKE_TIMEOUT = 10.0
-
 
 class App:
     """A Xyra application: WebSocket routes, pub/sub and the server that runs them."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        handshake_timeout: float = 10.0,
+        max_head_size: int = 32768,
+        max_headers: int = 100,
+    ) -> None:
+        """Server-wide limits of the HTTP phase.
+
+        ``handshake_timeout``: seconds a client has to send a complete request head
+        (slowloris protection). ``max_head_size`` (bytes) and ``max_headers`` cap the
+        request head: past either the answer is 431.
+        """
+        if handshake_timeout <= 0 or max_head_size <= 0 or max_headers <= 0:
+            raise ValueError("handshake_timeout, max_head_size and max_headers must be positive")
+        self.handshake_timeout = float(handshake_timeout)
+        self.max_head_size = int(max_head_size)
+        self.max_headers = int(max_headers)
         self._routes: dict[str, RouteConfig] = {}
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
@@ -154,7 +169,7 @@ class App:
 
     def _tick_interval(self) -> float:
         """Timers are checked by one periodic tick: a quarter of the shortest timeout."""
-        spans = [HANDSHAKE_TIMEOUT]
+        spans = [self.handshake_timeout]
         for cfg in self._routes.values():
             spans += [cfg.idle_timeout, cfg.ping_interval, cfg.close_timeout]
         shortest = min(s for s in spans if s > 0)

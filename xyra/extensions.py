@@ -159,7 +159,9 @@ def parse_extensions(header_values: list[str]) -> list[tuple[str, list[Param]]]:
                 params.append((param, value))
             if pos < len(text):
                 if text[pos] != ",":
-                    raise ExtensionError(f"expected ',' or ';' at position {pos}, found {text[pos]!r}")
+                    raise ExtensionError(
+                        f"expected ',' or ';' at position {pos}, found {text[pos]!r}"
+                    )
                 pos += 1
             offers.append((name.lower(), params))
     return offers

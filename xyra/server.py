@@ -31,7 +31,13 @@ class Server:
         self.app = app
         self.loop = loop
         self.hub = PubSubHub(loop, log)
-        self.context = ServerContext(self.hub, app._route_configs())
+        self.context = ServerContext(
+            self.hub,
+            app._route_configs(),
+            max_head_size=app.max_head_size,
+            max_headers=app.max_headers,
+            handshake_timeout=app.handshake_timeout,
+        )
         self.context.negotiators = app._negotiators()
         self._server: asyncio.base_events.Server | None = None
         self._tick_handle: asyncio.TimerHandle | None = None

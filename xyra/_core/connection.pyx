@@ -149,6 +149,7 @@ cdef class WebSocket(Parser):
         self.in_read = True
         self._append_out(<const unsigned char*>PyBytes_AS_STRING(response),
                          PyBytes_GET_SIZE(response))
+        self.queued = 0  # the HTTP response is not WebSocket data: not counted as buffered
         if route.open is not None:
             self.call(route.open, route.open_async, (self,))
         return 0
@@ -160,7 +161,7 @@ cdef class WebSocket(Parser):
             self.feed_bytes(data, n)
         finally:
             self.in_read = False
-        if self.queued:
+        if self.out_len or self.chunks is not None:
             self.flush()
         return 0
 
@@ -172,7 +173,7 @@ cdef class WebSocket(Parser):
             self.buffer_filled(nbytes)
         finally:
             self.in_read = False
-        if self.queued:
+        if self.out_len or self.chunks is not None:
             self.flush()
         return 0
 
@@ -314,6 +315,7 @@ cdef class WebSocket(Parser):
         self.report_code = code
         self.report_reason = why
         self.send_close(code, why)
+        self.flush()
         # Half-close, then read and discard until the peer's EOF, so our close frame is
         # not destroyed by a reset; close_timeout bounds the wait.
         if self.transport.can_write_eof():
@@ -429,7 +431,7 @@ cdef class WebSocket(Parser):
 
     cdef int flush(self) except -1:
         cdef list chunks
-        if self.queued == 0:
+        if self.out_len == 0 and self.chunks is None:
             return 0
         if self.lost:
             self.out_len = self.queued = 0

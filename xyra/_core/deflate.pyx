@@ -85,14 +85,15 @@ TAIL[:] = [0x00, 0x00, 0xff, 0xff]
 # Sending it leaves both sliding windows unchanged, so no zlib call is needed.
 cdef bytes EMPTY_PAYLOAD = b"\x00"
 
-# zlib counts in unsigned int: feed it at most this much per call.
-DEF STEP = 1 << 30
-# First output buffer of a decompression (grown by doubling up to max_size + 1),
-# and the size above which a compression starts smaller than deflateBound.
-DEF FIRST_OUT = 65536
-DEF DEFAULT_MEM_LEVEL = 5
-# Allocation header of the counting hooks: keeps zlib's blocks 16-byte aligned.
-DEF HEADER = 16
+cdef enum:
+    # zlib counts in unsigned int: feed it at most this much per call.
+    STEP = 1 << 30
+    # First output buffer of a decompression (grown by doubling up to max_size + 1),
+    # and the size above which a compression starts smaller than deflateBound.
+    FIRST_OUT = 65536
+    DEFAULT_MEM_LEVEL = 5
+    # Allocation header of the counting hooks: keeps zlib's blocks 16-byte aligned.
+    HEADER = 16
 
 
 class DecompressionError(ValueError):

@@ -253,9 +253,6 @@ cdef class Parser:
                     if not (b0 & 0x80):
                         self._fail(1002, "fragmented control frame")
                         return n
-                    if (b1 & 0x7F) > 125:
-                        self._fail(1002, "control frame payload over 125 bytes")
-                        return n
                 elif op == OP_CONT:
                     if self.msg_opcode == 0:
                         self._fail(1002, "continuation frame with no message in progress")
@@ -283,6 +280,9 @@ cdef class Parser:
                     ln = 0
                     for i in range(8):
                         ln = (ln << 8) | data[pos + 2 + i]
+                if _is_control(op) and ln > 125:
+                    self._fail(1002, "control frame payload over 125 bytes")
+                    return n
                 if not _is_control(op) and ln + <uint64_t>self.msg_len > <uint64_t>self.max_payload:
                     self._fail(1009, "message of %d bytes over the %d byte limit"
                                % (ln + <uint64_t>self.msg_len, self.max_payload))

@@ -197,6 +197,9 @@ cdef class ServerProtocol:
         if self.head_bytes > self.ctx.max_head_size:
             self._reject(431, f"request head over {self.ctx.max_head_size} bytes")
             return
+        if len(self.headers) > self.ctx.max_headers:
+            self._reject(431, f"more than {self.ctx.max_headers} header lines")
+            return
         target = self._target()
         route = self.ctx.routes.get(target.split("?", 1)[0])
         if route is None:

@@ -1,0 +1,387 @@
+"""The documented API against real clients (websockets, aiohttp) over 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed as ClientClosed
+
+from xyra import App, CloseCode, ConnectionClosed, OpCode, SendStatus, WebSocket
+
+from wsutil import TIMEOUT, RawClient, frame, served, url
+
+
+async def recv(client: websockets.ClientConnection) -> str | bytes:
+    return await asyncio.wait_for(client.recv(), TIMEOUT)
+
+
+async def closed_code(client: websockets.ClientConnection) -> tuple[int, str]:
+    await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+    rcvd = client.protocol.close_rcvd
+    return (rcvd.code, rcvd.reason) if rcvd else (1006, "")
+
+
+def echo_app(**options: object) -> App:
+    app = App()
+    app.websocket("/", {"message": lambda ws, m, op: ws.send(m, op)}, **options)
+    return app
+
+
+async def test_simple_handler_sends_on_open_and_discards_later_messages() -> None:
+    app = App()
+    opened: list[WebSocket] = []
+
+    @app.websocket("/ws")
+    def handler(websocket: WebSocket) -> None:
+        opened.append(websocket)
+        websocket.send("Connected!")
+
+    async with served(app) as server, websockets.connect(url(server, "/ws")) as client:
+        assert await recv(client) == "Connected!"
+        await client.send("ignored")
+        await client.ping()  # the connection stays open and healthy after the handler
+        assert len(opened) == 1 and not opened[0].closed
+
+
+async def test_async_simple_handler_consumes_with_async_for_and_receive() -> None:
+    app = App()
+    done = asyncio.Event()
+    seen: list[object] = []
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        first = await ws.receive()
+        ws.send(f"first:{first}")
+        async for message in ws:
+            seen.append(message)
+            ws.send(message)
+        with pytest.raises(ConnectionClosed):
+            await ws.receive()
+        done.set()
+
+    async with served(app) as server:
+        async with websockets.connect(url(server, "/ws")) as client:
+            await client.send("a")
+            assert await recv(client) == "first:a"
+            for m in ["b", b"c", "d"]:
+                await client.send(m)
+                assert await recv(client) == m
+        await asyncio.wait_for(done.wait(), TIMEOUT)
+    assert seen == ["b", b"c", "d"]
+
+
+async def test_event_dict_types_opcodes_and_one_object_per_connection() -> None:
+    app = App()
+    events: list[tuple] = []
+    closed = asyncio.Event()
+
+    def on_open(ws: WebSocket) -> None:
+        events.append(("open", ws))
+        ws.data["n"] = 0
+        ws.send("Welcome!")
+
+    def on_message(ws: WebSocket, message: str | bytes, opcode: OpCode) -> None:
+        ws.data["n"] += 1
+        events.append(("message", ws, type(message), opcode))
+        assert ws.send(message, opcode) is SendStatus.SUCCESS
+        ws.send_text(f"text:{len(message)}")
+        ws.send_binary(b"bin")
+
+    def on_close(ws: WebSocket, code: int, message: str) -> None:
+        events.append(("close", ws, code, message, ws.data["n"]))
+        closed.set()
+
+    app.websocket("/chat", {"open": on_open, "message": on_message, "close": on_close})
+    async with served(app) as server:
+        async with websockets.connect(url(server, "/chat")) as client:
+            assert await recv(client) == "Welcome!"
+            await client.send("héllo")
+            assert await recv(client) == "héllo"
+            assert await recv(client) == "text:5"
+            assert await recv(client) == b"bin"
+            await client.send(b"\x00\xff")
+            assert await recv(client) == b"\x00\xff"
+            await recv(client), await recv(client)
+            await client.close(1000, "bye")
+        await asyncio.wait_for(closed.wait(), TIMEOUT)
+    objs = {e[1] for e in events}
+    assert len(objs) == 1  # the same, hashable object in every callback
+    assert events[1][2:] == (str, OpCode.TEXT)
+    assert events[2][2:] == (bytes, OpCode.BINARY)
+    assert events[-1][2:] == (1000, "bye", 2)
+
+
+async def test_send_with_explicit_opcode_and_bytes_like() -> None:
+    app = App()
+
+    def on_open(ws: WebSocket) -> None:
+        ws.send("as binary", OpCode.BINARY)
+        ws.send(b"as text", OpCode.TEXT)
+        ws.send(bytearray(b"ba"))
+        ws.send(memoryview(b"mv"))
+        with pytest.raises(ValueError):
+            ws.send(b"\xff\xfe", OpCode.TEXT)
+        with pytest.raises(ValueError):
+            ws.send("x", OpCode.CLOSE)
+
+    app.websocket("/", {"open": on_open})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        assert await recv(client) == b"as binary"
+        assert await recv(client) == "as text"
+        assert await recv(client) == b"ba"
+        assert await recv(client) == b"mv"
+
+
+@pytest.mark.parametrize(
+    ("client_close", "expected"),
+    [((1000, "bye"), (1000, "bye")), ((4001, "app"), (4001, "app")), (None, (1005, ""))],
+)
+async def test_close_handler_gets_the_peers_code(client_close, expected) -> None:
+    app = App()
+    got: asyncio.Future = asyncio.get_running_loop().create_future()
+    app.websocket("/", {"close": lambda ws, code, msg: got.set_result((code, msg, ws.closed))})
+    async with served(app) as server:
+        raw = await RawClient.connect(server)
+        await raw.handshake()
+        payload = b"" if client_close is None else (
+            client_close[0].to_bytes(2, "big") + client_close[1].encode())
+        raw.send(frame(8, payload))
+        # the server answers with a close frame echoing the code, then closes TCP
+        assert await raw.read_close() == (expected[0], "")
+        assert await raw.closed_by_server()
+        assert await asyncio.wait_for(got, TIMEOUT) == (*expected, True)
+
+
+async def test_abnormal_close_reports_1006() -> None:
+    app = App()
+    got: asyncio.Future = asyncio.get_running_loop().create_future()
+    app.websocket("/", {"close": lambda ws, code, msg: got.set_result((code, msg))})
+    async with served(app) as server:
+        raw = await RawClient.connect(server)
+        await raw.handshake()
+        raw.close()
+        assert await asyncio.wait_for(got, TIMEOUT) == (1006, "")
+
+
+async def test_server_close_runs_the_handshake_and_sends_are_dropped_after() -> None:
+    app = App()
+    after: list[SendStatus] = []
+    got: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def on_message(ws: WebSocket, message: str, opcode: OpCode) -> None:
+        ws.close(1001, "Going away")
+        after.append(ws.send("late"))
+        ws.close()  # a second close is harmless
+
+    app.websocket("/", {"message": on_message,
+                        "close": lambda ws, c, m: got.set_result((c, m, ws.send("x")))})
+    async with served(app) as server:
+        async with websockets.connect(url(server)) as client:
+            await client.send("close me")
+            assert await closed_code(client) == (1001, "Going away")
+        assert await asyncio.wait_for(got, TIMEOUT) == (1001, "Going away", SendStatus.DROPPED)
+    assert after == [SendStatus.DROPPED]
+
+
+async def test_close_without_answer_times_out() -> None:
+    app = App()
+    got: asyncio.Future = asyncio.get_running_loop().create_future()
+    app.websocket("/", {"open": lambda ws: ws.close(1000, "bye"),
+                        "close": lambda ws, c, m: got.set_result(c)}, close_timeout=0.3)
+    async with served(app) as server:
+        raw = await RawClient.connect(server)
+        await raw.handshake()
+        assert await raw.read_close() == (1000, "bye")
+        # we never answer: the server gives up after close_timeout
+        assert await asyncio.wait_for(got, TIMEOUT) == 1006
+        assert await raw.closed_by_server()
+
+
+async def test_terminate_drops_tcp() -> None:
+    app = App()
+    app.websocket("/", {"message": lambda ws, m, op: ws.terminate()})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        await client.send("x")
+        code, _ = await closed_code(client)
+        assert code == 1006
+
+
+async def test_handler_error_closes_1011_and_others_continue(caplog) -> None:
+    app = App()
+
+    def on_message(ws: WebSocket, message: str, opcode: OpCode) -> None:
+        if message == "boom":
+            raise RuntimeError("secret detail")
+        ws.send(message)
+
+    app.websocket("/", {"message": on_message})
+    caplog.set_level(logging.ERROR, logger="xyra")
+    async with served(app) as server:
+        async with websockets.connect(url(server)) as good, \
+                websockets.connect(url(server)) as bad:
+            await bad.send("boom")
+            code, reason = await closed_code(bad)
+            assert (code, reason) == (1011, "")
+            await good.send("still here")
+            assert await recv(good) == "still here"
+    assert any("secret detail" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_async_message_handlers_run_in_arrival_order() -> None:
+    app = App()
+
+    async def on_message(ws: WebSocket, message: str, opcode: OpCode) -> None:
+        await asyncio.sleep(0.01 if int(message) % 2 else 0)
+        ws.send(message)
+
+    app.websocket("/", {"message": on_message})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        for i in range(20):
+            await client.send(str(i))
+        assert [await recv(client) for _ in range(20)] == [str(i) for i in range(20)]
+
+
+async def test_async_open_runs_before_messages() -> None:
+    app = App()
+
+    async def on_open(ws: WebSocket) -> None:
+        await asyncio.sleep(0.05)
+        ws.send("opened")
+
+    app.websocket("/", {"open": on_open, "message": lambda ws, m, op: ws.send(m)})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        await client.send("m")
+        assert [await recv(client), await recv(client)] == ["opened", "m"]
+
+
+async def test_ws_properties() -> None:
+    app = App()
+    seen: dict[str, object] = {}
+
+    def on_open(ws: WebSocket) -> None:
+        seen.update(remote=ws.remote_address, path=ws.path, sub=ws.subprotocol,
+                    closed=ws.closed, buffered=ws.buffered_amount, dropped=ws.dropped)
+        ws.send("ok")
+
+    app.websocket("/p", {"open": on_open}, subprotocols=["v2", "v1"])
+    async with served(app) as server:
+        async with websockets.connect(url(server, "/p?room=1"),
+                                      subprotocols=["v1", "v2"]) as client:
+            assert await recv(client) == "ok"
+            assert client.subprotocol == "v1"  # the first one the client offers
+            port = client.local_address[1]
+    assert seen == {"remote": ("127.0.0.1", port), "path": "/p?room=1", "sub": "v1",
+                    "closed": False, "buffered": 0, "dropped": 0}
+
+
+async def test_max_payload_length_closes_1009() -> None:
+    app = echo_app(max_payload_length=1000)
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        await client.send("x" * 1000)
+        assert await recv(client) == "x" * 1000
+        await client.send("x" * 1001)
+        assert (await closed_code(client))[0] == 1009
+
+
+async def test_large_messages_roundtrip() -> None:
+    app = echo_app(max_payload_length=16 << 20)
+    async with served(app) as server, \
+            websockets.connect(url(server), max_size=None) as client:
+        for size in (125, 126, 65535, 65536, 1 << 20, 5 << 20):
+            data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            await client.send(data)
+            assert await recv(client) == data
+
+
+async def test_idle_timeout_closes_1001() -> None:
+    app = echo_app(idle_timeout=0.3, ping_interval=0)
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        assert await closed_code(client) == (1001, "idle timeout")
+
+
+async def test_automatic_pings_keep_a_healthy_connection_alive() -> None:
+    app = App()
+    pongs: list[bytes] = []
+    app.websocket("/", {"message": lambda ws, m, op: ws.send(m),
+                        "pong": lambda ws, payload: pongs.append(payload)},
+                  idle_timeout=0.4, ping_interval=0.1)
+    async with served(app) as server, \
+            websockets.connect(url(server), ping_interval=None) as client:
+        await asyncio.sleep(1.2)  # three idle timeouts: only pongs keep it open
+        await client.send("alive")
+        assert await recv(client) == "alive"
+    assert pongs
+
+
+async def test_ping_and_pong_handlers_and_auto_pong() -> None:
+    app = App()
+    pings: list[bytes] = []
+    app.websocket("/", {"ping": lambda ws, p: pings.append(p)})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        waiter = await client.ping(b"hello")
+        await asyncio.wait_for(waiter, TIMEOUT)
+    assert pings == [b"hello"]
+
+
+async def test_graceful_stop_closes_with_1001_and_runs_hooks() -> None:
+    app = echo_app()
+    calls: list[str] = []
+    app.on_startup(lambda: calls.append("startup"))
+
+    @app.on_shutdown
+    async def bye() -> None:
+        calls.append("shutdown")
+
+    server = await app.start(0)
+    async with websockets.connect(url(server)) as client:
+        await server.stop()
+        assert await closed_code(client) == (1001, "server shutting down")
+    assert calls == ["startup", "shutdown"]
+
+
+async def test_aiohttp_client_interop() -> None:
+    app = echo_app()
+    async with served(app) as server, aiohttp.ClientSession() as session:
+        async with session.ws_connect(url(server)) as ws:
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=TIMEOUT)).data == "hi"
+            await ws.send_bytes(b"\x01")
+            assert (await ws.receive(timeout=TIMEOUT)).data == b"\x01"
+
+
+async def test_send_from_another_thread() -> None:
+    app = App()
+    opened: asyncio.Future = asyncio.get_running_loop().create_future()
+    app.websocket("/", {"open": opened.set_result})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        ws = await asyncio.wait_for(opened, TIMEOUT)
+        await asyncio.to_thread(ws.send, "from a thread")
+        assert await recv(client) == "from a thread"
+
+
+def test_registration_errors() -> None:
+    app = App()
+    with pytest.raises(ValueError, match="unknown WebSocket handler key"):
+        app.websocket("/a", {"opne": print})
+    with pytest.raises(TypeError, match="must be callable"):
+        app.websocket("/a", {"open": "nope"})
+    with pytest.raises(TypeError, match="unknown WebSocket route option"):
+        app.websocket("/a", {"open": print}, max_payload=1)
+    with pytest.raises(ValueError, match="must start with '/'"):
+        app.websocket("a", {"open": print})
+    app.websocket("/a", {"open": print})
+    with pytest.raises(ValueError, match="already registered"):
+        app.websocket("/a", lambda ws: None)
+
+
+async def test_close_codes_enum_matches_the_wire() -> None:
+    app = App()
+    app.websocket("/", {"open": lambda ws: ws.close(CloseCode.POLICY_VIOLATION, "policy")})
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        with pytest.raises(ClientClosed):
+            await recv(client)
+        assert await closed_code(client) == (1008, "policy")
