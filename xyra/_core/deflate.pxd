@@ -8,14 +8,17 @@
 #       result would not be shorter than the input; the Deflater has then undone
 #       the message, so the caller sends it uncompressed. Without it, a result
 #       that is not sent breaks every later message of a context-takeover
-#       Deflater: call reset() in that case. Raises only MemoryError, after which
-#       the Deflater is reset and stays usable.
+#       Deflater: call reset() in that case. Raises MemoryError (RuntimeError on
+#       a zlib failure valid parameters never cause), after which the Deflater is
+#       reset and stays usable.
 #   Inflater.decompress(data, length, max_size) -> 0 | 1007 | 1009
 #       0: take the message with take_result(). 1007: corrupt data. 1009: the
 #       message would inflate past max_size bytes (found without allocating much
 #       more than max_size). Raises only MemoryError (-1 at C level).
-#   release(): free zlib's memory now; the next message allocates it again. Only
-#       safe between messages when no_context_takeover (it drops the window).
+#   reset() / release(): forget the window / also free zlib's memory (the next
+#       message allocates it again). Always safe between messages for a Deflater
+#       (a fresh stream refers to nothing the peer lacks: it only costs ratio);
+#       for an Inflater only when no_context_takeover (it drops the peer's window).
 #
 # Neither class is thread-safe; both expect the GIL (the event loop's thread).
 

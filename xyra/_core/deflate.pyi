@@ -43,7 +43,7 @@ class Deflater:
     def reset(self) -> None:
         """Forget the sliding window (needed when a result is not sent)."""
     def release(self) -> None:
-        """Free zlib's memory now; the next message allocates it again."""
+        """Free zlib's memory now (safe between any two messages; costs ratio)."""
 
 class Inflater:
     """Decompresses whole messages of a peer compressing with ``window_bits`` (8..15)."""

@@ -181,10 +181,11 @@ cdef class Deflater:
     """Compresses messages for one peer (or, with no context takeover, for many).
 
     ``window_bits`` (8..15) is the negotiated server_max_window_bits. zlib cannot
-    deflate raw streams with an 8-bit window (it refuses windowBits -8), and
-    compressing with 9 bits would emit back-references an 8-bit client cannot
-    resolve. So 8 runs zlib at 9 bits with the Z_RLE strategy, whose only matches
-    are at distance 1: valid for any window, at the cost of a weaker ratio.
+    deflate raw streams with an 8-bit window (it refuses windowBits -8), and a
+    9-bit window may emit back-references an 8-bit client cannot resolve (zlib
+    happens to stop at 250 bytes back, but that is not part of its contract). So
+    8 runs zlib at 9 bits with the Z_RLE strategy, whose only matches are at
+    distance 1: valid for any window, at the cost of a weaker ratio.
 
     ``no_context_takeover``: every message starts from an empty window
     (server_no_context_takeover). Such a Deflater keeps nothing between messages,
@@ -236,7 +237,8 @@ cdef class Deflater:
             deflateReset(<z_stream*>self._zs)
 
     cpdef void release(self) noexcept:
-        """Free zlib's memory now; only between messages of a no-context-takeover peer."""
+        """Free zlib's memory now. Safe between any two messages: like reset(), it
+        only costs ratio, as a fresh stream refers to nothing the peer lacks."""
         if self._zs != NULL:
             deflateEnd(<z_stream*>self._zs)
             _free_stream(<z_stream*>self._zs, &self._mem)
