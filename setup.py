@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent
 CORE = ROOT / "xyra" / "_core"
@@ -88,4 +89,26 @@ def _extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=_extensions())
+MODE = "sanitize" if SANITIZE else "debug" if DEBUG else "release"
+
+
+class ModeAwareBuildExt(build_ext):
+    """Keep each build mode's objects apart, and rebuild when the mode changes.
+
+    Without this, switching e.g. from the sanitizer build back to release with
+    ``--inplace`` could silently keep the previous mode's shared objects.
+    """
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.build_temp = str(Path(self.build_temp).parent / f"temp-{MODE}")
+        stamp = ROOT / "build" / "last-inplace-mode"
+        if self.inplace:
+            previous = stamp.read_text().strip() if stamp.exists() else None
+            if previous != MODE:
+                self.force = True
+            stamp.parent.mkdir(exist_ok=True)
+            stamp.write_text(MODE)
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": ModeAwareBuildExt})

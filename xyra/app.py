@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
+from xyra.extensions import negotiate_deflate
 from xyra.routes import handler_set, route_config
 from xyra.server import Server, install_signal_handlers, new_event_loop
 
@@ -162,7 +164,13 @@ class App:
         return dict(self._routes)
 
     def _negotiators(self) -> dict[str, Any]:
-        return {}
+        """permessage-deflate negotiation per route that enables compression."""
+        modes = {0: "off", 1: "shared", 2: "dedicated"}
+        return {
+            path: functools.partial(negotiate_deflate, mode=modes[cfg.compression])
+            for path, cfg in self._routes.items()
+            if cfg.compression
+        }
 
     def _max_close_timeout(self) -> float:
         return max((cfg.close_timeout for cfg in self._routes.values()), default=5.0)

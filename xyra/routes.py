@@ -20,7 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "close_timeout": 5.0,
     "max_queue": 16,
     "compression": "off",
+    "compression_threshold": 64,
 }
+
+COMPRESSION_MODES = {"off": 0, "shared": 1, "dedicated": 2}
 
 
 def is_async(handler: Callable[..., Any]) -> bool:
@@ -74,6 +77,8 @@ def route_config(path: str, handlers: dict[str, Any], options: Mapping[str, Any]
     cfg.close_timeout = float(opts["close_timeout"])
     cfg.close_on_backpressure_limit = bool(opts["close_on_backpressure_limit"])
     cfg.subprotocols = tuple(opts["subprotocols"])
+    cfg.compression = COMPRESSION_MODES[opts["compression"]]
+    cfg.compression_threshold = int(opts["compression_threshold"])
     return cfg
 
 
@@ -89,7 +94,9 @@ def _check_options(opts: Mapping[str, Any]) -> None:
             raise ValueError(f"{key} must be >= 0")
     if opts["ping_interval"] is not None and float(opts["ping_interval"]) < 0:
         raise ValueError("ping_interval must be >= 0")
-    if opts["compression"] not in ("off", "shared", "dedicated"):
+    if int(opts["compression_threshold"]) < 0:
+        raise ValueError("compression_threshold must be >= 0")
+    if opts["compression"] not in COMPRESSION_MODES:
         raise ValueError("compression must be 'off', 'shared' or 'dedicated'")
     if isinstance(opts["subprotocols"], str):
         raise TypeError("subprotocols must be a list of names, not one string")

@@ -1,6 +1,7 @@
 # The per-connection WebSocket state machine (sans-I/O: it writes through `transport`,
 # anything with write/writelines/close/abort/write_eof/get_write_buffer_size).
 from xyra._core.frames cimport Parser
+from xyra._core.deflate cimport Deflater, Inflater
 
 cdef enum ConnState:
     OPEN = 1
@@ -15,6 +16,8 @@ cdef class RouteConfig:
     cdef public bint close_on_backpressure_limit
     cdef public tuple subprotocols
     cdef public str path
+    cdef public int compression              # 0 off, 1 shared, 2 dedicated
+    cdef public Py_ssize_t compression_threshold
 
 cdef class Hub:
     # what every connection of one server shares: the loop, the cork list, the clock
@@ -25,6 +28,8 @@ cdef class Hub:
     cdef list dirty
     cdef bint flush_scheduled
     cdef object _flush_cb
+    cdef Deflater _shared_deflater
+    cdef Deflater shared_deflater(self)
     cdef int schedule_flush(self, WebSocket ws) except -1
     cdef int subscribe(self, WebSocket ws, str topic) except -1
     cdef int unsubscribe(self, WebSocket ws, str topic) except -1
@@ -71,15 +76,22 @@ cdef class WebSocket(Parser):
         list recv_waiters
         list drain_waiters
         bint lost
+        # permessage-deflate, when negotiated: 1 shared, 2 dedicated (per-connection window)
+        int deflate_mode
+        Deflater deflater
+        Inflater inflater
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
-                   object remote, str subprotocol, bytes response) except -1
+                   object remote, str subprotocol, bytes response, object deflate) except -1
     cdef int data_received_into(self, Py_ssize_t nbytes) except -1
     cdef int feed_initial(self, const unsigned char* data, Py_ssize_t n) except -1
     cdef int flush(self) except -1
     cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length, object owner) except -1
     cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
-                           object owner)
+                           object owner, bint rsv1=*)
+    cdef object send_message(self, int opcode, const unsigned char* data, Py_ssize_t length,
+                             object owner, bint compress)
+    cdef Deflater compressor(self)
     cdef int send_close(self, int code, str reason) except -1
     cdef int fail(self, int code, str why) except -1
     cdef int connection_lost(self, object exc) except -1

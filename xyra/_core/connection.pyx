@@ -54,6 +54,8 @@ cdef class RouteConfig:
         self.close_on_backpressure_limit = False
         self.subprotocols = ()
         self.path = ""
+        self.compression = 0
+        self.compression_threshold = 64
 
 
 cdef class Hub:
@@ -67,6 +69,12 @@ cdef class Hub:
         self.dirty = []
         self.flush_scheduled = False
         self._flush_cb = self.flush_all
+
+    cdef Deflater shared_deflater(self):
+        """The server's no-context compressor: one compressed frame fits every peer."""
+        if self._shared_deflater is None:
+            self._shared_deflater = Deflater(15, True)
+        return self._shared_deflater
 
     cdef int schedule_flush(self, WebSocket ws) except -1:
         ws.dirty = True
@@ -131,8 +139,16 @@ cdef class WebSocket(Parser):
     # -- life cycle (called by the protocol) -----------------------------------------------
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
-                   object remote, str subprotocol, bytes response) except -1:
-        self.init_parser(route.max_payload_length, True, False)
+                   object remote, str subprotocol, bytes response, object deflate) except -1:
+        self.init_parser(route.max_payload_length, True, deflate is not None)
+        if deflate is not None:
+            self.deflate_mode = route.compression
+            # A client that keeps no context needs no per-connection window either.
+            self.inflater = Inflater(deflate.client_max_window_bits,
+                                     deflate.client_no_context_takeover)
+            if self.deflate_mode == 2:
+                self.deflater = Deflater(deflate.server_max_window_bits,
+                                         deflate.server_no_context_takeover)
         self.transport = transport
         self.hub = hub
         self.route = route
@@ -246,8 +262,22 @@ cdef class WebSocket(Parser):
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
                         bint compressed) except -1:
         cdef object msg
+        cdef int rc
         if self.state != OPEN:
             return 0            # data after a close is ignored (RFC 6455 5.5.1)
+        if compressed:
+            # Inflate in bounded steps: max_payload_length caps the decompressed size.
+            rc = self.inflater.decompress(data, length, self.max_payload)
+            if rc:
+                return self.fail(rc, "compressed message over the size limit" if rc == 1009
+                                 else "invalid compressed data")
+            raw = self.inflater.take_result()
+            if opcode == OP_TEXT and PyBytes_GET_SIZE(raw) and xyra_utf8_feed(
+                    XYRA_UTF8_ACCEPT, <const unsigned char*>PyBytes_AS_STRING(raw),
+                    PyBytes_GET_SIZE(raw)) != XYRA_UTF8_ACCEPT:
+                return self.fail(1007, "invalid UTF-8 in a text message")
+            msg = raw.decode("utf-8") if opcode == OP_TEXT else raw
+            return self.deliver(msg, OPCODES[opcode])
         if opcode == OP_TEXT:
             msg = PyUnicode_DecodeUTF8(<char*>data, length, NULL)
         else:
@@ -368,8 +398,30 @@ cdef class WebSocket(Parser):
             self.hub.schedule_flush(self)
         return 0
 
+    cdef Deflater compressor(self):
+        if self.deflate_mode == 2:
+            return self.deflater
+        if self.deflate_mode == 1:
+            return self.hub.shared_deflater()
+        return None
+
+    cdef object send_message(self, int opcode, const unsigned char* data, Py_ssize_t length,
+                             object owner, bint compress):
+        """Queue a message, compressed when asked, negotiated, and worth it."""
+        cdef Deflater deflater
+        cdef bytes packed
+        if (compress and self.deflate_mode and length >= self.route.compression_threshold
+                and self.state == OPEN
+                and self.queued + self.transport_pending < self.route.max_backpressure):
+            deflater = self.compressor()
+            packed = deflater.compress(data, length, True)
+            if packed is not None:
+                return self.send_frame(opcode, <const unsigned char*>PyBytes_AS_STRING(packed),
+                                       PyBytes_GET_SIZE(packed), packed, True)
+        return self.send_frame(opcode, data, length, owner, False)
+
     cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
-                           object owner):
+                           object owner, bint rsv1=False):
         """Queue one data frame; ``owner`` is an immutable bytes holding ``data``, or None."""
         cdef unsigned char hdr[10]
         cdef Py_ssize_t hl, before
@@ -378,7 +430,7 @@ cdef class WebSocket(Parser):
         before = self.queued + self.transport_pending
         if before >= self.route.max_backpressure:
             return self._over_limit()
-        hl = write_header(hdr, opcode, length, True, False)
+        hl = write_header(hdr, opcode, length, True, rsv1)
         if length >= LARGE and owner is not None:
             self._seal()
             self.chunks.append(PyBytes_FromStringAndSize(<char*>hdr, hl))
@@ -575,6 +627,9 @@ cdef class WebSocket(Parser):
     def send(self, data, opcode=None, bint compress=False):
         """Send a message: ``str`` as TEXT, bytes-like as BINARY, unless ``opcode`` says.
 
+        ``compress=True`` compresses it when permessage-deflate was negotiated and the
+        message is at least ``compression_threshold`` bytes and shrinks.
+
         Returns a ``SendStatus``. From another thread the call hops onto the loop and
         returns ``SendStatus.SUCCESS`` once scheduled.
         """
@@ -609,12 +664,15 @@ cdef class WebSocket(Parser):
                         xyra_utf8_feed(XYRA_UTF8_ACCEPT, <const unsigned char*>p, n) != XYRA_UTF8_ACCEPT:
                     raise ValueError("a TEXT message must be valid UTF-8")
             elif op == OP_PING or op == OP_PONG:
+                compress = False
                 if n > 125:
                     raise ValueError("control frame payloads are limited to 125 bytes")
             elif op == OP_CLOSE:
                 raise ValueError("use close() to send a close frame")
             elif op != OP_BINARY:
                 raise ValueError(f"cannot send opcode {opcode!r}")
+        if compress:
+            return self.send_message(op, <const unsigned char*>p, n, owner, True)
         return self.send_frame(op, <const unsigned char*>p, n, owner)
 
     def send_text(self, str text):

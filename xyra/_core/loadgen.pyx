@@ -416,6 +416,10 @@ cdef class Topic:
             self.published += free
 
 
+cdef dict _close_frames = {}   # mask key -> close frame (code 1000)
+cdef dict _requests = {}       # (path, host) -> upgrade request
+
+
 cdef class _ProtocolBase:
     # Cython extension types cannot take a Python class as first base; asyncio
     # insists on a real BufferedProtocol subclass (uvloop only checks get_buffer).
@@ -464,13 +468,19 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.batches = [b""]
         if frame is not None:
             self.batches += [frame * k for k in range(1, window + 1)]
-        self.close_frame = build_frame(b"\x03\xe8", 8, mask_key)
+        # The `connect` workload makes thousands of these per second: build the
+        # constant parts once per process.
+        self.close_frame = _close_frames.get(mask_key)
+        if self.close_frame is None:
+            self.close_frame = _close_frames[mask_key] = build_frame(b"\x03\xe8", 8, mask_key)
         if path is not None:
-            self.request = (
-                b"GET " + path + b" HTTP/1.1\r\nHost: " + host
-                + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-                + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
+            self.request = _requests.get((path, host))
+            if self.request is None:
+                self.request = _requests[(path, host)] = (
+                    b"GET " + path + b" HTTP/1.1\r\nHost: " + host
+                    + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+                    + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                )
 
     # -- asyncio protocol callbacks ---------------------------------------------------
 

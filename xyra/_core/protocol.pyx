@@ -219,7 +219,7 @@ cdef class ServerProtocol:
         ws = WebSocket.__new__(WebSocket)
         try:
             ws.begin(self.transport, self.ctx.hub, route, target, self.remote,
-                     result.subprotocol, result.response)
+                     result.subprotocol, result.response, result.extension)
             self.ws = ws
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
                             PyBytes_GET_SIZE(leftover))

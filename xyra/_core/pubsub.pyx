@@ -32,6 +32,9 @@ cdef class PubSubHub(Hub):
 
     cdef dict topics
 
+    cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
+                                 WebSocket exclude) except -1
+
     def __init__(self, loop, log):
         Hub.__init__(self, loop, log)
         self.topics = {}
@@ -115,6 +118,8 @@ cdef class PubSubHub(Hub):
             op = opcode
             if op != OP_TEXT and op != OP_BINARY:
                 raise ValueError("publish sends TEXT or BINARY messages")
+        if compress:
+            return self._publish_compressed(t, op, <const unsigned char*>p, n, exclude)
         frame = make_frame(op, <const unsigned char*>p, n, False)
         fp = <const unsigned char*>PyBytes_AS_STRING(frame)
         fl = PyBytes_GET_SIZE(frame)
@@ -122,6 +127,44 @@ cdef class PubSubHub(Hub):
             if ws is exclude:
                 continue
             count += (<WebSocket>ws).queue_frame(fp, fl, frame)
+        return count
+
+    cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
+                                 WebSocket exclude) except -1:
+        """Each variant of the frame is built at most once: plain, and shared-compressed.
+
+        Subscribers with a dedicated compression window compress for themselves: their
+        peer's window holds their own stream, so a shared frame cannot stand in for it.
+        """
+        cdef bytes plain = None
+        cdef bytes packed = None
+        cdef bint tried = False
+        cdef bytes frame
+        cdef WebSocket w
+        cdef int count = 0
+        for ws in t.subs:
+            if ws is exclude:
+                continue
+            w = <WebSocket>ws
+            if w.deflate_mode and n >= w.route.compression_threshold:
+                if w.deflate_mode == 2:
+                    w.send_message(op, p, n, None, True)
+                    count += 1
+                    continue
+                if not tried:
+                    tried = True
+                    frame = self.shared_deflater().compress(p, n, True)
+                    if frame is not None:
+                        packed = make_frame(op, <const unsigned char*>PyBytes_AS_STRING(frame),
+                                            PyBytes_GET_SIZE(frame), True)
+                if packed is not None:
+                    count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(packed),
+                                           PyBytes_GET_SIZE(packed), packed)
+                    continue
+            if plain is None:
+                plain = make_frame(op, p, n, False)
+            count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(plain),
+                                   PyBytes_GET_SIZE(plain), plain)
         return count
 
     def num_subscribers(self, str topic) -> int:

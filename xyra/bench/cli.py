@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from xyra.bench import chart, procs, report
@@ -35,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client-cpu", type=int, default=1, help="core for the load client (-1: any)")
     p.add_argument("--json", metavar="PATH", help="write every sample and summary as JSON")
     p.add_argument("--png", metavar="PATH", help="write a bar chart (needs matplotlib)")
+    p.add_argument("--markdown", metavar="PATH", help="write the results as Markdown tables")
     p.add_argument(
         "--setup-peers",
         action="store_true",
@@ -122,6 +124,9 @@ def run(args: argparse.Namespace, s: Settings, workloads: list[Any], peers: list
     if args.json:
         report.write_json(doc, args.json)
         print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(report.markdown(doc))
+        print(f"wrote {args.markdown}")
     if args.png:
         try:
             chart.draw(rows, args.png, f"xyra bench: {m['cpu']}, {m['cores']} cores, {m['python']}")

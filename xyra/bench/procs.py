@@ -8,6 +8,7 @@ left (on errors, Ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -19,6 +20,12 @@ from typing import IO
 
 LIVE: set[subprocess.Popen[bytes]] = set()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+try:  # loaded here, not in the forked child
+    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+    _libc.prctl  # noqa: B018 - Linux only
+except (OSError, AttributeError):
+    _libc = None
 
 
 def raise_nofile() -> int:
@@ -51,6 +58,9 @@ def spawn(
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
         raise_nofile()
+        # Die with the bench even if it is killed outright (SIGKILL skips cleanup).
+        if _libc is not None:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
     proc = subprocess.Popen(
         list(argv),

@@ -147,3 +147,72 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append("")
     out.extend(sorted(notes))
     return "\n".join(out).rstrip() + "\n"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The results as Markdown: medians (min-max) and work per server CPU-second."""
+    rows = doc["results"]
+    m, s = doc["machine"], doc["settings"]
+    names = list(dict.fromkeys(r["workload"] for r in rows))
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    cell = {(r["workload"], r["label"]): r for r in rows}
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']} (kernel {m['kernel']}), "
+        f"{m['python']}; load average {m['load_average'][0]:.2f} at the start.",
+        f"Settings: {s['reps']} rep(s) x ({s['warmup']:g} s warm-up + {s['duration']:g} s), "
+        f"server on cpu {s['server_cpu']}, client on cpu {s['client_cpu']}"
+        + (", `--quick`" if s["quick"] else "")
+        + f"; {doc['created']}.",
+        "",
+    ]
+
+    def matrix(fmt: Any, names: list[str], per_cpu: bool = False) -> list[str]:
+        heads = [
+            f"{n}<br>({WORKLOAD_UNITS[n][0].removesuffix('/s')} per CPU-s)"
+            if per_cpu
+            else f"{n}<br>({', '.join(WORKLOAD_UNITS[n])})"
+            for n in names
+        ]
+        out = ["| peer | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(names)]
+        for label in labels:
+            cells = []
+            for n in names:
+                r = cell.get((n, label))
+                if r is None or r["skipped"]:
+                    cells.append("n/a")
+                elif r["median"] is None:
+                    cells.append("error")
+                else:
+                    cells.append(fmt(r))
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        return out
+
+    def figure(r: dict[str, Any]) -> str:
+        text = human(r["median"])
+        if len(r["samples"]) > 1:
+            text += f" ({human(r['min'])}-{human(r['max'])})"
+        return text + (" !" if r["client_saturated"] else "")
+
+    timed = [n for n in names if any(r["per_server_cpu_s"] for r in rows if r["workload"] == n)]
+    lines += ["Median (min-max over reps):", "", *matrix(figure, names), ""]
+    lines += [
+        "Work per second of server CPU time (median):",
+        "",
+        *matrix(lambda r: human(r["per_server_cpu_s"]), timed, per_cpu=True),
+        "",
+    ]
+    if any(r["client_saturated"] for r in rows):
+        lines.append("`!`: the load client's core was saturated; the figure is a lower bound.")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _units() -> dict[str, tuple[str, ...]]:
+    from xyra.bench.workloads import WORKLOADS
+
+    return {
+        n: (w.unit,) if w.higher_is_better else (w.unit, "lower is better")
+        for n, w in WORKLOADS.items()
+    }
+
+
+WORKLOAD_UNITS = _units()
