@@ -20,14 +20,18 @@ def main() -> None:
     parser.add_argument("--compression", choices=("shared", "dedicated", "off"), default="off")
     args = parser.parse_args()
 
-    options: dict[str, Any] = {"max_payload_length": 16 * 1024 * 1024}
-    # The compression option lands separately; until then "off" must not pass the keyword at
-    # all, so the server also runs on a core that does not know it.
-    if args.compression != "off":
-        options["compression"] = args.compression
+    options: dict[str, Any] = {
+        "max_payload_length": 16 * 1024 * 1024,
+        "compression": args.compression,
+    }
+    compress = args.compression != "off"
 
     app = App()
-    app.websocket("/", {"message": lambda ws, message, opcode: ws.send(message, opcode)}, **options)
+    app.websocket(
+        "/",
+        {"message": lambda ws, message, opcode: ws.send(message, opcode, compress=compress)},
+        **options,
+    )
     app.listen(args.port)
 
 
