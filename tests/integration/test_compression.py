@@ -1,0 +1,182 @@
+"""permessage-deflate against the websockets client, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import pytest
+import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+from xyra import App
+
+from wsutil import TIMEOUT, RawClient, frame, request, served, url
+
+TEXT = "the quick brown fox jumps over the lazy dog " * 40
+
+
+def echo_app(mode: str, **options: object) -> App:
+    app = App()
+    app.websocket(
+        "/",
+        {"message": lambda ws, m, op: ws.send(m, op, compress=True),
+         "open": lambda ws: ws.subscribe("news")},
+        compression=mode,
+        **options,
+    )
+    return app
+
+
+async def recv(client: websockets.ClientConnection) -> str | bytes:
+    return await asyncio.wait_for(client.recv(), TIMEOUT)
+
+
+PARAMS = [
+    {},
+    {"server_no_context_takeover": True},
+    {"client_no_context_takeover": True},
+    {"server_max_window_bits": 10},
+    {"client_max_window_bits": 9},
+    {"client_max_window_bits": True},
+    {"server_no_context_takeover": True, "client_no_context_takeover": True,
+     "server_max_window_bits": 12, "client_max_window_bits": 11},
+]
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: ",".join(p) or "default")
+@pytest.mark.parametrize("mode", ["shared", "dedicated"])
+async def test_negotiation_and_roundtrip(mode: str, params: dict) -> None:
+    factory = ClientPerMessageDeflateFactory(**params)
+    async with served(echo_app(mode)) as server, \
+            websockets.connect(url(server), extensions=[factory], compression=None) as c:
+        header = c.response.headers.get("Sec-WebSocket-Extensions")
+        declined = mode == "shared" and params.get("server_max_window_bits", 15) < 15
+        if declined:
+            assert header is None  # shared frames need the full window: decline, don't fail
+        else:
+            assert header is not None and header.startswith("permessage-deflate")
+            if mode == "shared":
+                assert "server_no_context_takeover" in header
+        for i in range(5):  # several messages: context takeover across them must hold
+            await c.send(f"{i}:{TEXT}")
+            assert await recv(c) == f"{i}:{TEXT}"
+            await c.send(TEXT.encode())
+            assert await recv(c) == TEXT.encode()
+        await c.send("tiny")
+        assert await recv(c) == "tiny"
+
+
+async def test_compressed_frames_are_really_compressed_and_small_ones_are_not() -> None:
+    async with served(echo_app("shared")) as server:
+        raw = await RawClient.connect(server)
+        raw.writer.write(request(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
+        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert b"permessage-deflate" in head
+        raw.send(frame(1, TEXT.encode()))
+        b0, payload = await _read_raw(raw)
+        assert b0 & 0x40 and len(payload) < len(TEXT) // 4  # RSV1 set, much smaller
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(payload + b"\x00\x00\xff\xff").decode() == TEXT
+        raw.send(frame(1, b"short"))  # under compression_threshold: sent plain
+        b0, payload = await _read_raw(raw)
+        assert not b0 & 0x40 and payload == b"short"
+
+
+async def _read_raw(raw: RawClient) -> tuple[int, bytes]:
+    b0, b1 = await asyncio.wait_for(raw.reader.readexactly(2), TIMEOUT)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await raw.reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await raw.reader.readexactly(8), "big")
+    return b0, await raw.reader.readexactly(n)
+
+
+async def _negotiated_raw(server) -> RawClient:
+    raw = await RawClient.connect(server)
+    raw.writer.write(request(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
+    await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    return raw
+
+
+def _deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+async def test_compression_bomb_closes_1009_without_inflating_it() -> None:
+    # 64 MiB of zeros compresses to ~64 KiB; the limit is 1 MiB decompressed.
+    bomb = _deflate(bytes(64 << 20))
+    assert len(bomb) < 100_000
+    async with served(echo_app("shared", max_payload_length=1 << 20)) as server:
+        raw = await _negotiated_raw(server)
+        raw.send(frame(2, bomb, rsv=0x40))
+        assert (await raw.read_close())[0] == 1009
+        async with websockets.connect(url(server)) as neighbour:
+            await neighbour.send(TEXT)
+            assert await recv(neighbour) == TEXT
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("corrupt deflate data", frame(2, b"\xff\xff\xff\xff", rsv=0x40), 1007),
+        ("rsv1 on continuation",
+         frame(1, _deflate(b"ab"), rsv=0x40, fin=False) + frame(0, b"x", rsv=0x40), 1002),
+        ("rsv1 on a ping", frame(9, b"", rsv=0x40), 1002),
+        ("invalid utf-8 inside compressed text", frame(1, _deflate(b"\xff\xfe"), rsv=0x40), 1007),
+    ],
+)
+async def test_bad_compressed_input(name: str, data: bytes, code: int) -> None:
+    async with served(echo_app("shared")) as server:
+        raw = await _negotiated_raw(server)
+        raw.send(data)
+        assert (await raw.read_close())[0] == code
+
+
+async def test_fragmented_compressed_message() -> None:
+    payload = _deflate(TEXT.encode())
+    async with served(echo_app("dedicated")) as server:
+        raw = await _negotiated_raw(server)
+        half = len(payload) // 2
+        raw.send(frame(1, payload[:half], rsv=0x40, fin=False) + frame(9, b"p")
+                 + frame(0, payload[half:]))
+        assert await raw.read_frame() == (10, b"p")
+        b0, reply = await _read_raw(raw)
+        assert zlib.decompressobj(-15).decompress(reply + b"\x00\x00\xff\xff").decode() == TEXT
+
+
+@pytest.mark.parametrize("mode", ["shared", "dedicated"])
+async def test_publish_compressed_reaches_compressing_and_plain_subscribers(mode: str) -> None:
+    app = echo_app(mode)
+    async with served(app) as server, \
+            websockets.connect(url(server)) as comp, \
+            websockets.connect(url(server), compression=None) as plain:
+        assert comp.response.headers.get("Sec-WebSocket-Extensions")
+        assert plain.response.headers.get("Sec-WebSocket-Extensions") is None
+        await comp.send("sync")
+        await plain.send("sync")
+        assert await recv(comp) == "sync" and await recv(plain) == "sync"
+        for i in range(3):
+            assert app.publish("news", f"{i}{TEXT}", compress=True)
+        for i in range(3):
+            assert await recv(comp) == f"{i}{TEXT}"
+            assert await recv(plain) == f"{i}{TEXT}"
+
+
+async def test_malformed_offer_is_400() -> None:
+    async with served(echo_app("shared")) as server:
+        raw = await RawClient.connect(server)
+        raw.send(request(extra="Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n"))
+        status, body = await raw.http_response()
+        assert status == 400 and b"Sec-WebSocket-Extensions" in body
+
+
+async def test_compression_off_declines() -> None:
+    async with served(echo_app("off")) as server, websockets.connect(url(server)) as c:
+        assert c.response.headers.get("Sec-WebSocket-Extensions") is None
+        await c.send(TEXT)
+        assert await recv(c) == TEXT
