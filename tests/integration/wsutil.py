@@ -20,7 +20,7 @@ async def served(app: App) -> AsyncIterator[Server]:
     try:
         yield server
     finally:
-        await server.stop(timeout=2.0)
+        await server.stop(timeout=0.5)
 
 
 def url(server: Server, path: str = "/") -> str:
