@@ -79,7 +79,10 @@ class App:
         return None
 
     def _add_route(
-        self, path: str, handlers: Callable[..., Any] | Mapping[str, Any], options: Mapping[str, Any]
+        self,
+        path: str,
+        handlers: Callable[..., Any] | Mapping[str, Any],
+        options: Mapping[str, Any],
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"a route path must start with '/', got {path!r}")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from xyra._core.protocol import ServerContext, ServerProtocol
 from xyra._core.pubsub import PubSubHub
@@ -49,7 +49,13 @@ class Server:
         await run_hooks(self.app._startup)
         context = self.context
         self._server = await self.loop.create_server(
-            lambda: ServerProtocol(context), host, port, reuse_address=True, **kwargs
+            # ServerProtocol is a cdef class implementing asyncio.BufferedProtocol's
+            # interface without inheriting from it.
+            lambda: cast(asyncio.BufferedProtocol, ServerProtocol(context)),
+            host,
+            port,
+            reuse_address=True,
+            **kwargs,
         )
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
