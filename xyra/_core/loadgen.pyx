@@ -527,6 +527,9 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.is_open = False
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(self.error or "connection lost"))
+            # Retrieved here so asyncio does not log it when nobody awaits `opened`
+            # (the connect workload only awaits `done`); awaiting it still raises.
+            self.opened.exception()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -629,6 +632,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.error = why
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(why))
+            self.opened.exception()
         self.transport.abort()
         return -1
 

@@ -39,6 +39,8 @@ OPEN_CONCURRENCY = 128
 MASK_KEY = os.urandom(4)
 # A topic with messages in flight and no delivery for this long has lost them.
 STALL_PERIOD = 2.0
+# How long closing connections may take before the rest are dropped.
+CLOSE_WAIT = 5.0
 
 
 @dataclass
@@ -149,7 +151,7 @@ async def close_all(conns: list[Connection], timeout: float) -> None:
     """Close handshake everywhere, then drop whatever has not gone within ``timeout``."""
     for c in conns:
         c.close()
-    await wait_until(lambda: all(c.lost for c in conns), timeout)
+    await wait_until(lambda: all(c.lost for c in conns), min(timeout, CLOSE_WAIT))
     for c in conns:
         c.abort()
 

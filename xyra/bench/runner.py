@@ -158,11 +158,13 @@ def run_matrix(
 
 def describe(w: wl.Workload, sample: dict[str, Any]) -> str:
     """A one-line progress report of one sample."""
-    from xyra.bench.report import human
+    from xyra.bench.report import SATURATED, human
 
     text = f"{human(sample['value'])} {w.unit}"
     if sample.get("server_cpu") is not None:
         text += f"  server CPU {sample['server_cpu']:.0%}  client CPU {sample['client_cpu']:.0%}"
+        if sample["client_cpu"] >= SATURATED:
+            text += " (client core saturated: a lower bound)"
     checks = sample.get("checks", {})
     bad = [
         f"{k}={v}"
