@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl as _ssl
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
@@ -26,18 +27,29 @@ class App:
         handshake_timeout: float = 10.0,
         max_head_size: int = 32768,
         max_headers: int = 100,
+        max_body_size: int = 1 << 20,
+        max_connections: int = 0,
+        max_connections_per_ip: int = 0,
     ) -> None:
-        """Server-wide limits of the HTTP phase.
+        """Server-wide limits.
 
         ``handshake_timeout``: seconds a client has to send a complete request head
-        (slowloris protection). ``max_head_size`` (bytes) and ``max_headers`` cap the
-        request head: past either the answer is 431.
+        (slowloris protection; also the keep-alive idle time of HTTP connections).
+        ``max_head_size`` (bytes) and ``max_headers`` cap the request head: past either
+        the answer is 431. ``max_body_size`` caps an HTTP request body (413).
+        ``max_connections`` and ``max_connections_per_ip`` (0: no limit) answer 503 to
+        connections past them.
         """
-        if handshake_timeout <= 0 or max_head_size <= 0 or max_headers <= 0:
+        if handshake_timeout <= 0 or max_head_size <= 0 or max_headers <= 0 or max_body_size < 0:
             raise ValueError("handshake_timeout, max_head_size and max_headers must be positive")
+        if max_connections < 0 or max_connections_per_ip < 0:
+            raise ValueError("connection limits must be >= 0 (0: no limit)")
         self.handshake_timeout = float(handshake_timeout)
         self.max_head_size = int(max_head_size)
         self.max_headers = int(max_headers)
+        self.max_body_size = int(max_body_size)
+        self.max_connections = int(max_connections)
+        self.max_connections_per_ip = int(max_connections_per_ip)
         self._routes: dict[str, RouteConfig] = {}
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
@@ -138,9 +150,24 @@ class App:
             raise
         return server
 
-    def listen(self, port: int = 8000, host: str = "127.0.0.1", **kwargs: Any) -> None:
-        """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return."""
+    def listen(
+        self,
+        port: int = 8000,
+        host: str = "127.0.0.1",
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return.
+
+        ``ssl`` (an ``ssl.SSLContext``) or ``certfile``/``keyfile`` serve ``wss://``.
+        """
         _default_logging()
+        context = tls_context(ssl, certfile, keyfile)
+        if context is not None:
+            kwargs["ssl"] = context
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -185,6 +212,19 @@ class App:
             spans += [cfg.idle_timeout, cfg.ping_interval, cfg.close_timeout]
         shortest = min(s for s in spans if s > 0)
         return min(1.0, max(0.02, shortest / 4))
+
+
+def tls_context(
+    context: _ssl.SSLContext | None, certfile: str | None, keyfile: str | None
+) -> _ssl.SSLContext | None:
+    """The server's TLS context: the one given, or one built from a certificate file."""
+    if context is not None and certfile is not None:
+        raise ValueError("pass either ssl= or certfile=/keyfile=, not both")
+    if certfile is None:
+        return context
+    built = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+    built.load_cert_chain(certfile, keyfile)
+    return built
 
 
 def _default_logging() -> None:

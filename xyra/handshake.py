@@ -158,3 +158,50 @@ def process_request(
         lines.append(f"Sec-WebSocket-Extensions: {extension_value}")
     response = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return Accepted(response, subprotocol, extension)
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _origin_key(origin: str) -> str | None:
+    """``scheme://host:port`` lowercased with the port made explicit, or None if unparsable."""
+    scheme, sep, rest = origin.strip().lower().partition("://")
+    if not sep or not rest or "/" in rest.rstrip("/"):
+        return None
+    host = rest.rstrip("/")
+    if not host.rsplit("]", 1)[-1].count(":"):
+        host += ":" + _DEFAULT_PORTS.get(scheme, "")
+    return f"{scheme}://{host}"
+
+
+def check_origin(
+    headers: Headers, allowed: object, scheme: str = "http"
+) -> Rejection | None:
+    """Apply a route's ``allowed_origins`` to the request's ``Origin`` header.
+
+    ``allowed`` is ``"*"`` (anything), a sequence of origins, or ``None``: the default
+    policy allows requests with no ``Origin`` (non-browser clients) and same-origin
+    requests (the Origin's host and port are the ``Host`` header's).
+    """
+    origins = header_values(headers, "origin")
+    if allowed == "*":
+        return None
+    if not origins:
+        return None
+    origin = origins[0]
+    key = _origin_key(origin)
+    if allowed is None:
+        hosts = header_values(headers, "host")
+        if key is not None and hosts and key == _origin_key(f"{scheme}://{hosts[0]}"):
+            return None
+        hint = "cross-origin WebSocket requests are refused by default"
+    else:
+        wanted = {_origin_key(o) for o in allowed}  # type: ignore[attr-defined]
+        if key is not None and key in wanted:
+            return None
+        hint = "this origin is not in the route's allowed_origins"
+    return Rejection(
+        403,
+        f"origin {origin!r} not allowed ({hint}); allow it with "
+        f"app.websocket(path, handlers, allowed_origins=[{origin!r}])",
+    )

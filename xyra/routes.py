@@ -8,7 +8,7 @@ from typing import Any
 
 from xyra._core.connection import RouteConfig
 
-HANDLER_KEYS = ("open", "message", "close", "drain", "ping", "pong", "subscription")
+HANDLER_KEYS = ("open", "message", "close", "drain", "ping", "pong", "subscription", "upgrade")
 
 DEFAULTS: dict[str, Any] = {
     "max_payload_length": 1 << 20,
@@ -21,7 +21,13 @@ DEFAULTS: dict[str, Any] = {
     "max_queue": 16,
     "compression": "off",
     "compression_threshold": 64,
+    "allowed_origins": None,
+    "max_messages_per_second": 0,
+    "max_bytes_per_second": 0,
+    "rate_limit_action": "close",
 }
+
+RATE_LIMIT_ACTIONS = ("close", "drop")
 
 COMPRESSION_MODES = {"off": 0, "shared": 1, "dedicated": 2}
 
@@ -79,6 +85,11 @@ def route_config(path: str, handlers: dict[str, Any], options: Mapping[str, Any]
     cfg.subprotocols = tuple(opts["subprotocols"])
     cfg.compression = COMPRESSION_MODES[opts["compression"]]
     cfg.compression_threshold = int(opts["compression_threshold"])
+    origins = opts["allowed_origins"]
+    cfg.allowed_origins = origins if origins is None or origins == "*" else tuple(origins)
+    cfg.max_messages_per_second = float(opts["max_messages_per_second"])
+    cfg.max_bytes_per_second = float(opts["max_bytes_per_second"])
+    cfg.rate_limit_close = opts["rate_limit_action"] == "close"
     return cfg
 
 
@@ -98,5 +109,13 @@ def _check_options(opts: Mapping[str, Any]) -> None:
         raise ValueError("compression_threshold must be >= 0")
     if opts["compression"] not in COMPRESSION_MODES:
         raise ValueError("compression must be 'off', 'shared' or 'dedicated'")
+    if opts["rate_limit_action"] not in RATE_LIMIT_ACTIONS:
+        raise ValueError(f"rate_limit_action must be one of {RATE_LIMIT_ACTIONS}")
+    for key in ("max_messages_per_second", "max_bytes_per_second"):
+        if float(opts[key]) < 0:
+            raise ValueError(f"{key} must be >= 0 (0 disables it)")
+    origins = opts["allowed_origins"]
+    if isinstance(origins, str) and origins != "*":
+        raise TypeError('allowed_origins must be "*" or a list of origins')
     if isinstance(opts["subprotocols"], str):
         raise TypeError("subprotocols must be a list of names, not one string")

@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from xyra._core.protocol import ServerContext, ServerProtocol
 from xyra._core.pubsub import PubSubHub
+try:  # TEMPORARY until xyra/http.py lands (HTTP routes work in progress)
+    from xyra.http import Request
+except ImportError:  # pragma: no cover
+    Request = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from xyra.app import App
@@ -37,6 +41,11 @@ class Server:
             max_head_size=app.max_head_size,
             max_headers=app.max_headers,
             handshake_timeout=app.handshake_timeout,
+            max_body_size=app.max_body_size,
+            max_connections=app.max_connections,
+            max_connections_per_ip=app.max_connections_per_ip,
+            http_dispatch=getattr(app, "_http_dispatch", None),
+            request_class=Request,
         )
         self.context.negotiators = app._negotiators()
         self._server: asyncio.base_events.Server | None = None
@@ -46,6 +55,8 @@ class Server:
         self.port = 0
 
     async def start(self, host: str, port: int, **kwargs: Any) -> None:
+        if kwargs.get("ssl") is not None:
+            self.context.scheme = "https"
         await run_hooks(self.app._startup)
         context = self.context
         self._server = await self.loop.create_server(

@@ -9,7 +9,10 @@ cdef enum ConnState:
     CLOSED = 3      # the close handshake is over or TCP is gone: nothing more is sent
 
 cdef class RouteConfig:
-    cdef public object open, message, close, drain, ping, pong, subscription
+    cdef public object open, message, close, drain, ping, pong, subscription, upgrade
+    cdef public object allowed_origins       # None (same-origin policy), "*", or a tuple
+    cdef public double max_messages_per_second, max_bytes_per_second
+    cdef public bint rate_limit_close        # close with 1008, else drop the message
     cdef public bint open_async, message_async, close_async
     cdef public Py_ssize_t max_payload_length, max_backpressure, max_queue
     cdef public double idle_timeout, ping_interval, close_timeout
@@ -80,9 +83,14 @@ cdef class WebSocket(Parser):
         int deflate_mode
         Deflater deflater
         Inflater inflater
+        # rate limiting: token buckets refilled from the monotonic clock
+        double msg_tokens
+        double byte_tokens
+        double bucket_time
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
-                   object remote, str subprotocol, bytes response, object deflate) except -1
+                   object remote, str subprotocol, bytes response, object deflate,
+                   object data) except -1
     cdef int data_received_into(self, Py_ssize_t nbytes) except -1
     cdef int feed_initial(self, const unsigned char* data, Py_ssize_t n) except -1
     cdef int flush(self) except -1
@@ -103,6 +111,7 @@ cdef class WebSocket(Parser):
     cdef int run_pending(self) except -1
     cdef int handler_failed(self, object exc) except -1
     cdef int deliver(self, object message, object opcode) except -1
+    cdef bint over_rate(self, Py_ssize_t length) except -1
     cdef int check_drain(self) except -1
     cdef dict topic_map(self)
     cdef int _reserve_out(self, Py_ssize_t need) except -1

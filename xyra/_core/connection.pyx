@@ -15,6 +15,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from xyra._core.frames cimport (
     OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, XYRA_UTF8_ACCEPT, valid_close_code,
@@ -44,7 +45,11 @@ cdef class RouteConfig:
 
     def __init__(self):
         self.open = self.message = self.close = None
-        self.drain = self.ping = self.pong = self.subscription = None
+        self.drain = self.ping = self.pong = self.subscription = self.upgrade = None
+        self.allowed_origins = None
+        self.max_messages_per_second = 0
+        self.max_bytes_per_second = 0
+        self.rate_limit_close = True
         self.max_payload_length = 1 << 20
         self.max_backpressure = 1 << 20
         self.max_queue = 16
@@ -113,6 +118,12 @@ cdef class Hub:
         raise NotImplementedError
 
 
+cdef inline double _monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
 cdef inline bint _on_loop_thread(Hub hub) noexcept:
     return <long>PyThread_get_thread_ident() == hub.thread_id
 
@@ -139,7 +150,9 @@ cdef class WebSocket(Parser):
     # -- life cycle (called by the protocol) -----------------------------------------------
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
-                   object remote, str subprotocol, bytes response, object deflate) except -1:
+                   object remote, str subprotocol, bytes response, object deflate,
+                   object data) except -1:
+        self._data = data
         self.init_parser(route.max_payload_length, True, deflate is not None)
         if deflate is not None:
             self.deflate_mode = route.compression
@@ -159,6 +172,9 @@ cdef class WebSocket(Parser):
         self._remote = remote
         self._subprotocol = subprotocol
         self.last_rx = hub.now
+        self.bucket_time = _monotonic()
+        self.msg_tokens = route.max_messages_per_second
+        self.byte_tokens = route.max_bytes_per_second
         if route.message is None and route.open is not None and route.open_async:
             self.recv_queue = deque()
         # The 101 response goes into the cork, so what `open` sends leaves in the same write.
@@ -265,6 +281,11 @@ cdef class WebSocket(Parser):
         cdef int rc
         if self.state != OPEN:
             return 0            # data after a close is ignored (RFC 6455 5.5.1)
+        if (self.route.max_messages_per_second > 0 or self.route.max_bytes_per_second > 0) \
+                and self.over_rate(length):
+            if self.route.rate_limit_close:
+                return self.fail(1008, "message rate limit exceeded")
+            return 0
         if compressed:
             # Inflate in bounded steps: max_payload_length caps the decompressed size.
             rc = self.inflater.decompress(data, length, self.max_payload)
@@ -283,6 +304,27 @@ cdef class WebSocket(Parser):
         else:
             msg = PyBytes_FromStringAndSize(<char*>data, length)
         return self.deliver(msg, OPCODES[opcode])
+
+    cdef bint over_rate(self, Py_ssize_t length) except -1:
+        """Token buckets: each limit allows its rate per second, with one second of burst."""
+        cdef RouteConfig route = self.route
+        cdef double now = _monotonic()
+        cdef double elapsed = now - self.bucket_time
+        self.bucket_time = now
+        if route.max_messages_per_second > 0:
+            self.msg_tokens = min(route.max_messages_per_second,
+                                  self.msg_tokens + elapsed * route.max_messages_per_second)
+            if self.msg_tokens < 1:
+                return True
+        if route.max_bytes_per_second > 0:
+            self.byte_tokens = min(route.max_bytes_per_second,
+                                   self.byte_tokens + elapsed * route.max_bytes_per_second)
+            if self.byte_tokens < length:
+                return True
+            self.byte_tokens -= length
+        if route.max_messages_per_second > 0:
+            self.msg_tokens -= 1
+        return False
 
     cdef int deliver(self, object message, object opcode) except -1:
         cdef RouteConfig route = self.route
@@ -789,10 +831,12 @@ cdef class WebSocket(Parser):
             fut.set_result(self.recv_queue.popleft())
             if self.read_paused and len(self.recv_queue) < self.route.max_queue // 2:
                 self._resume_reading()
-        elif self.lost or self.recv_queue is None:
-            if self.recv_queue is None and not self.lost and self.route.message is not None:
-                raise RuntimeError("receive() is for routes without a 'message' handler")
+        elif self.lost or self.state != OPEN:
             fut.set_exception(ConnectionClosed(self.report_code, self.report_reason))
+        elif self.recv_queue is None:
+            raise RuntimeError("receive() is for a simple async handler while it runs; "
+                               "this connection's messages go to its 'message' handler "
+                               "or are discarded")
         else:
             if self.recv_waiters is None:
                 self.recv_waiters = []

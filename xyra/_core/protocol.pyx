@@ -1,13 +1,16 @@
 # cython: language_level=3
 """Event-loop glue: one buffered protocol per TCP connection.
 
-The HTTP head is parsed with httptools; on a valid upgrade the same connection
-switches to the WebSocket phase and its reads go straight to the frame parser
-(``get_buffer``/``buffer_updated``: zero-copy). Write flow control
-(``pause_writing``/``resume_writing``) and the timers of every connection (handshake,
-idle, ping, close) are driven from here: one periodic tick per server, not one timer
-per connection.
+The HTTP phase is parsed with httptools: plain requests go to the app's HTTP routes
+(keep-alive, answered in order), and a valid WebSocket upgrade switches the same
+connection to the WebSocket phase, whose reads then go straight to the frame parser
+(``get_buffer``/``buffer_updated``: zero-copy). Write flow control and the timers of
+every connection (handshake, keep-alive, idle, ping, close) are driven from here: one
+periodic tick per server, not one timer per connection.
 """
+
+from collections import deque
+from inspect import isawaitable
 
 import httptools
 
@@ -16,31 +19,54 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from xyra._core.connection cimport Hub, RouteConfig, WebSocket, OPEN
 from xyra._core.frames cimport shared_ptr, shared_view
 
-from xyra.handshake import Accepted, Rejection, http_response, process_request
+from xyra.handshake import (
+    Rejection, check_origin, header_tokens, http_response, process_request,
+)
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 cdef class ServerContext:
     """What the protocols of one listening server share."""
 
-    cdef public dict routes            # path -> RouteConfig
+    cdef public dict routes            # path -> RouteConfig (WebSocket routes)
     cdef public Hub hub
     cdef public set connections        # every ServerProtocol alive
+    cdef public dict per_ip            # remote host -> open connections
     cdef public Py_ssize_t max_head_size
     cdef public Py_ssize_t max_headers
+    cdef public Py_ssize_t max_body_size
+    cdef public Py_ssize_t max_connections
+    cdef public Py_ssize_t max_connections_per_ip
     cdef public double handshake_timeout
     cdef public bint accepting
     cdef public object negotiators     # path -> extension negotiator or None
+    cdef public object http_dispatch   # request -> Response | awaitable | None, or None
+    cdef public object request_class
+    cdef public str scheme
 
     def __init__(self, Hub hub, dict routes, *, Py_ssize_t max_head_size=32768,
-                 Py_ssize_t max_headers=100, double handshake_timeout=10.0):
+                 Py_ssize_t max_headers=100, double handshake_timeout=10.0,
+                 Py_ssize_t max_body_size=1 << 20, Py_ssize_t max_connections=0,
+                 Py_ssize_t max_connections_per_ip=0, http_dispatch=None,
+                 request_class=None, str scheme="http"):
         self.hub = hub
         self.routes = routes
         self.connections = set()
+        self.per_ip = {}
         self.max_head_size = max_head_size
         self.max_headers = max_headers
+        self.max_body_size = max_body_size
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.handshake_timeout = handshake_timeout
         self.accepting = True
         self.negotiators = {}
+        self.http_dispatch = http_dispatch
+        self.request_class = request_class
+        self.scheme = scheme
 
     def tick(self, double now):
         """Advance the shared clock and run every connection's timers."""
@@ -63,19 +89,27 @@ cdef class ServerContext:
 
 
 cdef class ServerProtocol:
-    """asyncio/uvloop protocol of one connection: HTTP handshake, then WebSocket."""
+    """asyncio/uvloop protocol of one connection: HTTP, then maybe WebSocket."""
 
     cdef ServerContext ctx
     cdef object transport
     cdef object http
     cdef WebSocket ws
-    cdef list headers
+    # the request being parsed
     cdef bytes url
+    cdef list headers
+    cdef list body
+    cdef Py_ssize_t body_size
     cdef Py_ssize_t head_bytes
-    cdef bint head_done
+    cdef bint in_head
+    cdef bint too_many_headers
+    # requests parsed and waiting for their answer, answered in order
+    cdef object queue
+    cdef bint busy
+    cdef bint done                     # the HTTP phase is over: upgraded, or closing
     cdef double deadline
     cdef object remote
-    cdef bint done
+    cdef object ip
 
     def __init__(self, ServerContext ctx):
         self.ctx = ctx
@@ -83,16 +117,22 @@ cdef class ServerProtocol:
     # -- asyncio protocol interface ----------------------------------------------------------
 
     def connection_made(self, transport):
+        cdef ServerContext ctx = self.ctx
         self.transport = transport
-        self.ctx.connections.add(self)
-        self.deadline = self.ctx.hub.now + self.ctx.handshake_timeout
         peer = transport.get_extra_info("peername")
         self.remote = tuple(peer[:2]) if isinstance(peer, tuple) else peer
-        if not self.ctx.accepting:
+        self.ip = self.remote[0] if isinstance(self.remote, tuple) else self.remote
+        ctx.connections.add(self)
+        ctx.per_ip[self.ip] = ctx.per_ip.get(self.ip, 0) + 1
+        self.deadline = ctx.hub.now + ctx.handshake_timeout
+        if not ctx.accepting:
             self._reject(503, "server is shutting down")
-            return
-        self.http = httptools.HttpRequestParser(self)
-        self.headers = []
+        elif ctx.max_connections and len(ctx.connections) > ctx.max_connections:
+            self._reject(503, f"over max_connections ({ctx.max_connections})")
+        elif ctx.max_connections_per_ip and ctx.per_ip[self.ip] > ctx.max_connections_per_ip:
+            self._reject(503, f"over max_connections_per_ip ({ctx.max_connections_per_ip})")
+        else:
+            self.http = httptools.HttpRequestParser(self)
 
     def get_buffer(self, Py_ssize_t sizehint):
         if self.ws is not None:
@@ -131,8 +171,15 @@ cdef class ServerProtocol:
         return False
 
     def connection_lost(self, exc):
-        self.ctx.connections.discard(self)
+        cdef ServerContext ctx = self.ctx
+        ctx.connections.discard(self)
+        left = ctx.per_ip.get(self.ip, 1) - 1
+        if left > 0:
+            ctx.per_ip[self.ip] = left
+        else:
+            ctx.per_ip.pop(self.ip, None)
         self.http = None
+        self.queue = None
         if self.ws is not None:
             self.ws.connection_lost(exc)
 
@@ -146,42 +193,152 @@ cdef class ServerProtocol:
 
     # -- httptools callbacks -----------------------------------------------------------------
 
+    def on_message_begin(self):
+        self.in_head = True
+        self.url = None
+        self.headers = []
+        self.body = None
+        self.body_size = 0
+
     def on_url(self, bytes url):
         self.url = url if self.url is None else self.url + url
 
     def on_header(self, bytes name, bytes value):
-        if len(self.headers) <= self.ctx.max_headers:
+        if len(self.headers) < self.ctx.max_headers:
             self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        else:
+            self.too_many_headers = True
 
     def on_headers_complete(self):
-        self.head_done = True
+        self.in_head = False
 
-    # -- handshake ---------------------------------------------------------------------------
+    def on_body(self, bytes body):
+        self.body_size += len(body)
+        if self.body_size > self.ctx.max_body_size:
+            raise _BodyTooLarge()
+        if self.body is None:
+            self.body = []
+        self.body.append(body)
+
+    def on_message_complete(self):
+        cdef bint upgrade = self.http.should_upgrade()
+        target = self._target()
+        if upgrade and target.split("?", 1)[0] in self.ctx.routes:
+            return  # HttpParserUpgrade follows: the WebSocket handshake takes over
+        if self.queue is None:
+            self.queue = deque()
+        self.queue.append((
+            self.http.get_method().decode("latin-1"),
+            target,
+            self.headers,
+            b"".join(self.body) if self.body else b"",
+            self.http.should_keep_alive() and not upgrade,
+        ))
+
+    # -- the HTTP phase ----------------------------------------------------------------------
 
     cdef _http_data(self, object view, const unsigned char* ptr, Py_ssize_t n):
         cdef Py_ssize_t offset
-        self.head_bytes += n
+        if self.in_head or not self.headers:
+            self.head_bytes += n
         try:
             self.http.feed_data(view)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0]
-            self.head_bytes -= n - offset
-            self._handshake(ptr + offset, n - offset)
+            self._process_queue()
+            if not self.done:
+                self._upgrade((<char*>ptr + offset)[:n - offset] if n > offset else b"")
+            return
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _BodyTooLarge):
+                self._reject(413, f"request body over {self.ctx.max_body_size} bytes")
+            else:
+                self.ctx.hub.log.error("xyra: HTTP callback failed", exc_info=exc)
+                self._reject(500, "internal error")
             return
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed HTTP request: {exc}")
             return
-        if len(self.headers) > self.ctx.max_headers:
+        if self.too_many_headers:
             self._reject(431, f"more than {self.ctx.max_headers} header lines")
-        elif self.head_done:
-            self._handshake(NULL, 0)
-        elif self.head_bytes > self.ctx.max_head_size:
+        elif self.in_head and self.head_bytes > self.ctx.max_head_size:
             self._reject(431, f"request head over {self.ctx.max_head_size} bytes")
+        else:
+            if not self.in_head:
+                self.head_bytes = 0
+            self._process_queue()
 
-    cdef _reject(self, int status, str reason, list headers=None):
+    cdef _process_queue(self):
+        while self.queue and not self.busy and not self.done:
+            self._answer(self.queue.popleft())
+
+    cdef _answer(self, tuple req):
+        method, target, headers, body, keep_alive = req
+        path = target.split("?", 1)[0]
+        result = None
+        if self.ctx.http_dispatch is not None:
+            request = self.ctx.request_class(method, target, headers, body, self.remote,
+                                             self.ctx.scheme)
+            try:
+                result = self.ctx.http_dispatch(request)
+            except Exception as exc:
+                self.ctx.hub.log.error("xyra: HTTP dispatch failed", exc_info=exc)
+                self._reject(500, "internal error")
+                return
+        if result is None:
+            route = self.ctx.routes.get(path)
+            if route is not None:
+                rejection = process_request(method, headers)
+                self._reject(rejection.status, rejection.reason, rejection.headers)
+            elif "websocket" in header_tokens(headers, "upgrade"):
+                self._reject(404, f"no WebSocket route at {path}")
+            else:
+                self._reject(404, f"nothing at {path}")
+            return
+        if isawaitable(result):
+            self._wait(result, (method, keep_alive), self._respond_later)
+            return
+        self._respond(result, method, keep_alive)
+
+    cdef _wait(self, object awaitable, object context, object callback):
+        """Run an async handler; the connection reads nothing more until it is done."""
+        self.busy = True
+        self.transport.pause_reading()
+        task = self.ctx.hub.loop.create_task(awaitable) \
+            if not hasattr(awaitable, "add_done_callback") else awaitable
+        task.add_done_callback(lambda t: callback(t, context))
+
+    def _respond_later(self, task, context):
+        self.busy = False
+        if self.done or self.transport.is_closing():
+            return
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                self.ctx.hub.log.error("xyra: HTTP handler failed", exc_info=task.exception())
+            self._reject(500, "internal error")
+            return
+        self._respond(task.result(), context[0], context[1])
+        if not self.done:
+            self.transport.resume_reading()
+            self._process_queue()
+
+    cdef _respond(self, object response, str method, bint keep_alive):
+        keep_alive = keep_alive and self.ctx.accepting
+        self.transport.write(response.encode(head=(method == "HEAD"), keep_alive=keep_alive))
+        self.deadline = self.ctx.hub.now + self.ctx.handshake_timeout
+        if not keep_alive:
+            self._finish_http()
+            self.transport.close()
+
+    cdef _finish_http(self):
         self.done = True
         self.http = None
         self.headers = None
+        self.body = None
+        self.queue = None
+
+    cdef _reject(self, int status, str reason, list headers=None):
+        self._finish_http()
         self.ctx.hub.log.info("xyra: refused %s from %s: %d %s", self._target(), self.remote,
                               status, reason)
         self.transport.write(http_response(status, reason + "\n", headers or ()))
@@ -190,36 +347,84 @@ cdef class ServerProtocol:
     cdef str _target(self):
         return self.url.decode("latin-1") if self.url is not None else "request"
 
-    cdef _handshake(self, const unsigned char* rest, Py_ssize_t n):
+    # -- the WebSocket handshake ---------------------------------------------------------------
+
+    cdef _upgrade(self, bytes leftover):
         cdef RouteConfig route
-        cdef WebSocket ws
-        cdef bytes leftover = (<char*>rest)[:n] if n > 0 else b""
         if self.head_bytes > self.ctx.max_head_size:
             self._reject(431, f"request head over {self.ctx.max_head_size} bytes")
             return
-        if len(self.headers) > self.ctx.max_headers:
+        if self.too_many_headers:
             self._reject(431, f"more than {self.ctx.max_headers} header lines")
             return
         target = self._target()
         route = self.ctx.routes.get(target.split("?", 1)[0])
-        if route is None:
-            self._reject(404, f"no WebSocket route at {target.split('?', 1)[0]}")
-            return
         method = self.http.get_method().decode("latin-1")
-        result = process_request(method, self.headers, route.subprotocols,
+        headers = self.headers
+        result = process_request(method, headers, route.subprotocols,
                                  self.ctx.negotiators.get(route.path))
         if isinstance(result, Rejection):
-            self._reject((<object>result).status, (<object>result).reason,
-                         (<object>result).headers)
+            self._reject(result.status, result.reason, result.headers)
             return
-        self.done = True
-        self.http = None
-        self.headers = None
-        self.url = None
-        ws = WebSocket.__new__(WebSocket)
+        refused = check_origin(headers, route.allowed_origins, self.ctx.scheme)
+        if refused is not None:
+            self._reject(refused.status, refused.reason, refused.headers)
+            return
+        self._finish_http()
+        if route.upgrade is None:
+            self._accept(route, target, result, leftover, None)
+            return
+        request = self.ctx.request_class(method, target, headers, b"", self.remote,
+                                         self.ctx.scheme)
+        try:
+            verdict = route.upgrade(request)
+        except Exception as exc:
+            self.ctx.hub.log.error("xyra: upgrade handler failed", exc_info=exc)
+            self._send_and_close(http_response(500, "internal error\n"))
+            return
+        if isawaitable(verdict):
+            # Bytes the client sent after its request stay in `leftover` until the verdict.
+            self._wait(verdict, (route, target, result, leftover, request), self._verdict_later)
+            return
+        self._verdict(verdict, route, target, result, leftover, request)
+
+    def _verdict_later(self, task, context):
+        self.busy = False
+        if self.transport.is_closing():
+            return
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                self.ctx.hub.log.error("xyra: upgrade handler failed", exc_info=task.exception())
+            self._send_and_close(http_response(500, "internal error\n"))
+            return
+        self.transport.resume_reading()
+        route, target, result, leftover, request = context
+        self._verdict(task.result(), route, target, result, leftover, request)
+
+    cdef _verdict(self, object verdict, RouteConfig route, str target, object result,
+                  bytes leftover, object request):
+        if verdict is False:
+            self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s", target,
+                                  self.remote)
+            self._send_and_close(http_response(403, "forbidden\n"))
+        elif hasattr(verdict, "encode") and hasattr(verdict, "status"):
+            self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s with %s", target,
+                                  self.remote, verdict.status)
+            self._send_and_close(verdict.encode(head=False, keep_alive=False))
+        else:
+            self._accept(route, target, result, leftover, request.data or None)
+
+    cdef _send_and_close(self, bytes data):
+        self._finish_http()
+        self.transport.write(data)
+        self.transport.close()
+
+    cdef _accept(self, RouteConfig route, str target, object result, bytes leftover,
+                 object data):
+        cdef WebSocket ws = WebSocket.__new__(WebSocket)
         try:
             ws.begin(self.transport, self.ctx.hub, route, target, self.remote,
-                     result.subprotocol, result.response, result.extension)
+                     result.subprotocol, result.response, result.extension, data)
             self.ws = ws
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
                             PyBytes_GET_SIZE(leftover))
@@ -232,10 +437,10 @@ cdef class ServerProtocol:
     cdef int tick(self, double now) except -1:
         if self.ws is not None:
             return self.ws.tick(now)
-        if not self.done and now >= self.deadline:
-            self.done = True
-            self.http = None
-            self.ctx.hub.log.info("xyra: handshake timeout for %s", self.remote)
+        if not self.done and not self.busy and now >= self.deadline:
+            self._finish_http()
+            self.ctx.hub.log.info("xyra: closing %s: no complete request within %ss",
+                                  self.remote, self.ctx.handshake_timeout)
             self.transport.close()
         return 0
 
@@ -243,6 +448,6 @@ cdef class ServerProtocol:
         if self.ws is not None:
             if self.ws.state == OPEN:
                 self.ws.send_close(code, reason)
-        elif not self.done:
-            self.done = True
+        elif not self.done and not self.busy:
+            self._finish_http()
             self.transport.close()
