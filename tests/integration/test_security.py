@@ -1,0 +1,225 @@
+"""Security features and hostile clients (docs/security.md), over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+
+import pytest
+import trustme
+import websockets
+
+from xyra import App, WebSocket
+
+from wsutil import TIMEOUT, RawClient, frame, request, served, url
+
+
+def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
+    ws.send(message, opcode)
+
+
+async def neighbour_ok(server) -> None:
+    async with websockets.connect(url(server)) as client:
+        await client.send("fine")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "fine"
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+# -- origin ------------------------------------------------------------------------------
+
+
+async def _handshake_status(server, origin: str | None, host: str | None = None) -> int:
+    raw = await RawClient.connect(server)
+    extra = f"Origin: {origin}\r\n" if origin else ""
+    data = request(extra=extra)
+    if host is not None:
+        data = data.replace(b"Host: 127.0.0.1", f"Host: {host}".encode())
+    raw.send(data)
+    head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    raw.close()
+    return int(head.split(b" ", 2)[1])
+
+
+async def test_default_origin_policy() -> None:
+    app = App()
+    app.websocket("/", {"message": echo})
+    async with served(app) as server:
+        host = f"127.0.0.1:{server.port}"
+        assert await _handshake_status(server, None) == 101  # no Origin: not a browser
+        assert await _handshake_status(server, f"http://{host}", host) == 101  # same origin
+        assert await _handshake_status(server, "http://evil.example", host) == 403
+        assert await _handshake_status(server, f"https://{host}", host) == 403  # other scheme
+
+
+async def test_allowed_origins_list_and_star(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="xyra")
+    app = App()
+    app.websocket("/", {"message": echo}, allowed_origins=["https://app.example"])
+    app.websocket("/any", {"message": echo}, allowed_origins="*")
+    async with served(app) as server:
+        assert await _handshake_status(server, "https://app.example") == 101
+        assert await _handshake_status(server, "https://app.example:443") == 101
+        assert await _handshake_status(server, "https://other.example") == 403
+        raw = await RawClient.connect(server)
+        raw.send(request("/any", extra="Origin: https://whatever.example\r\n"))
+        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101")
+    assert any("allowed_origins" in r.getMessage() for r in caplog.records)
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+async def test_message_rate_limit_closes_1008() -> None:
+    app = App()
+    app.websocket("/", {"message": echo}, max_messages_per_second=20)
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        for i in range(20):  # one second of burst is allowed
+            await client.send(str(i))
+        for i in range(20):
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == str(i)
+        for i in range(20):
+            await client.send("flood")
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+        assert client.protocol.close_rcvd.code == 1008
+        await neighbour_ok(server)
+
+
+async def test_byte_rate_limit_drops_when_asked() -> None:
+    app = App()
+    app.websocket("/", {"message": echo}, max_bytes_per_second=1000, rate_limit_action="drop")
+    async with served(app) as server, websockets.connect(url(server)) as client:
+        await client.send("a" * 900)
+        await client.send("b" * 900)  # over the bucket: dropped, the connection stays
+        await client.send("c" * 50)
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "a" * 900
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "c" * 50
+
+
+# -- connection limits -----------------------------------------------------------------------
+
+
+async def test_connection_limits_answer_503() -> None:
+    app = App(max_connections=3)
+    app.websocket("/", {"message": echo})
+    async with served(app) as server:
+        clients = [await websockets.connect(url(server)) for _ in range(3)]
+        raw = await RawClient.connect(server)
+        status, body = await raw.http_response()
+        assert status == 503 and b"max_connections" in body
+        for c in clients:
+            await c.close()
+
+
+async def test_per_ip_limit_answers_503() -> None:
+    app = App(max_connections_per_ip=2)
+    app.websocket("/", {"message": echo})
+    async with served(app) as server:
+        a = await websockets.connect(url(server))
+        b = await websockets.connect(url(server))
+        raw = await RawClient.connect(server)
+        status, _ = await raw.http_response()
+        assert status == 503
+        await a.close()
+        await asyncio.wait_for(a.wait_closed(), TIMEOUT)
+        for _ in range(50):  # the slot frees once the server saw the close
+            if not await _refused(server):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("per-IP slot was never freed")
+        await b.close()
+
+
+async def _refused(server) -> bool:
+    raw = await RawClient.connect(server)
+    raw.send(request())
+    head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    raw.close()
+    return not head.startswith(b"HTTP/1.1 101")
+
+
+# -- TLS ----------------------------------------------------------------------------------------
+
+
+async def test_tls_wss() -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    app = App()
+    app.websocket("/", {"message": echo})
+    server = await app.start(0, ssl=server_ctx)
+    try:
+        async with websockets.connect(f"wss://127.0.0.1:{server.port}/", ssl=client_ctx) as c:
+            await c.send("secret")
+            assert await asyncio.wait_for(c.recv(), TIMEOUT) == "secret"
+            big = os.urandom(300_000)
+            await c.send(big)
+            assert await asyncio.wait_for(c.recv(), TIMEOUT) == big
+    finally:
+        await server.stop(timeout=1)
+
+
+def test_listen_builds_a_context_from_cert_files(tmp_path) -> None:
+    from xyra.app import tls_context
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    ctx = tls_context(None, str(certfile), str(keyfile))
+    assert isinstance(ctx, ssl.SSLContext)
+    with pytest.raises(ValueError):
+        tls_context(ctx, str(certfile), str(keyfile))
+
+
+# -- hostile clients ----------------------------------------------------------------------------
+
+
+async def test_a_thousand_half_open_connections() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+    app = App(handshake_timeout=1.0)
+    app.websocket("/", {"message": echo})
+    async with served(app) as server:
+        before = rss_kib()
+        half: list[RawClient] = []
+        for i in range(1000):
+            raw = await RawClient.connect(server)
+            raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
+            half.append(raw)
+        await neighbour_ok(server)
+        assert rss_kib() - before < 64 * 1024  # bounded: well under 64 KiB per connection
+        # the handshake timeout reaps every one of them
+        results = await asyncio.wait_for(
+            asyncio.gather(*(r.closed_by_server() for r in half)), 3 * TIMEOUT)
+        assert all(results)
+        assert server.connections == 0
+        await neighbour_ok(server)
+
+
+async def test_unmasked_and_huge_frames_beside_a_good_client() -> None:
+    app = App()
+    app.websocket("/", {"message": echo}, close_timeout=0.5)
+    async with served(app) as server, websockets.connect(url(server)) as good:
+        bad = await RawClient.connect(server)
+        await bad.handshake()
+        bad.send(frame(2, b"", length=(1 << 63) - 1))
+        assert (await bad.read_close())[0] == 1009
+        await good.send("ok")
+        assert await asyncio.wait_for(good.recv(), TIMEOUT) == "ok"
