@@ -25,6 +25,13 @@ class RouteConfig:
     ping: _Handler | None
     pong: _Handler | None
     subscription: _Handler | None
+    upgrade: _Handler | None
+    allowed_origins: str | tuple[str, ...] | None
+    """None: same-origin policy; "*": any origin; else the allowed origins."""
+    max_messages_per_second: float
+    max_bytes_per_second: float
+    rate_limit_close: bool
+    """Over a rate limit: close with 1008 (True) or drop the message (False)."""
     open_async: bool
     message_async: bool
     close_async: bool

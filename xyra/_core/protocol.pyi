@@ -5,6 +5,7 @@ inheriting from it (it is a ``cdef class``).
 """
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from xyra._core.connection import Hub, RouteConfig
@@ -13,13 +14,24 @@ class ServerContext:
     """What the protocols of one listening server share."""
 
     routes: dict[str, RouteConfig]
+    """WebSocket routes: path -> RouteConfig."""
     hub: Hub
     connections: set[ServerProtocol]
+    per_ip: dict[Any, int]
+    """Remote host -> open connections."""
     max_head_size: int
     max_headers: int
+    max_body_size: int
+    max_connections: int
+    max_connections_per_ip: int
     handshake_timeout: float
     accepting: bool
     negotiators: dict[str, Any]
+    """Path -> permessage-deflate negotiator (routes with compression)."""
+    http_dispatch: Callable[[Any], Any] | None
+    """Request -> Response, awaitable or None (HTTP routes), or None."""
+    request_class: Any
+    scheme: str
     def __init__(
         self,
         hub: Hub,
@@ -28,6 +40,12 @@ class ServerContext:
         max_head_size: int = 32768,
         max_headers: int = 100,
         handshake_timeout: float = 10.0,
+        max_body_size: int = 1048576,
+        max_connections: int = 0,
+        max_connections_per_ip: int = 0,
+        http_dispatch: Callable[[Any], Any] | None = None,
+        request_class: Any = None,
+        scheme: str = "http",
     ) -> None: ...
     def tick(self, now: float) -> None:
         """Advance the shared clock and run every connection's timers."""
@@ -36,7 +54,7 @@ class ServerContext:
     def abort_all(self) -> None: ...
 
 class ServerProtocol:
-    """asyncio/uvloop protocol of one connection: HTTP handshake, then WebSocket."""
+    """asyncio/uvloop protocol of one connection: HTTP, then maybe WebSocket."""
 
     def __init__(self, ctx: ServerContext) -> None: ...
     def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
@@ -47,6 +65,13 @@ class ServerProtocol:
     def connection_lost(self, exc: Exception | None) -> None: ...
     def pause_writing(self) -> None: ...
     def resume_writing(self) -> None: ...
+    # httptools callbacks
+    def on_message_begin(self) -> None: ...
     def on_url(self, url: bytes) -> None: ...
     def on_header(self, name: bytes, value: bytes) -> None: ...
     def on_headers_complete(self) -> None: ...
+    def on_body(self, body: bytes) -> None: ...
+    def on_message_complete(self) -> None: ...
+    # done-callbacks of async HTTP and upgrade handlers
+    def _respond_later(self, task: asyncio.Future[Any], context: Any) -> None: ...
+    def _verdict_later(self, task: asyncio.Future[Any], context: Any) -> None: ...
