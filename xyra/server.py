@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from xyra._core.protocol import ServerContext, ServerProtocol
 from xyra._core.pubsub import PubSubHub
+
 try:  # TEMPORARY until xyra/http.py lands (HTTP routes work in progress)
     from xyra.http import Request
 except ImportError:  # pragma: no cover
