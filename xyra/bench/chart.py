@@ -20,7 +20,9 @@ def draw(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
+    from xyra.bench.report import human
     from xyra.bench.workloads import WORKLOADS
 
     names = [
@@ -50,7 +52,7 @@ def draw(rows: list[dict[str, Any]], path: str, title: str) -> None:
             f"{name} ({w.unit}{', lower is better' if not w.higher_is_better else ''})", fontsize=9
         )
         ax.tick_params(axis="y", labelsize=7)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: human(y)))
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)

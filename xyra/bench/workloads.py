@@ -27,6 +27,7 @@ class Workload:
     subscribers: int = 0  # pub/sub only: per topic
     unit: str = "msg/s"
     higher_is_better: bool = True
+    default: bool = True  # part of a run that names no workloads
 
     @property
     def echo_only(self) -> bool:
@@ -115,14 +116,24 @@ WORKLOADS: dict[str, Workload] = {
             unit="bytes/conn",
             higher_is_better=False,
         ),
+        Workload(
+            "echo_deep",
+            ECHO,
+            "100 connections, 64 x 32-byte text messages in flight each (load client headroom"
+            " check; run it by name)",
+            connections=100,
+            window=64,
+            size=32,
+            default=False,
+        ),
     )
 }
 
 
 def parse_workloads(text: str | None) -> list[Workload]:
-    """``a,b`` -> the named workloads, in the order given (all of them for None)."""
+    """``a,b`` -> the named workloads, in the order given (the default set for None)."""
     if not text:
-        return list(WORKLOADS.values())
+        return [w for w in WORKLOADS.values() if w.default]
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
