@@ -172,6 +172,7 @@ class Request:
         self.raw_path, self.query_string = _split_target(target)
         self._path: str | None = None
         self._query_params: dict[str, list[str]] | None = None
+        self._query: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None
 
     @property
@@ -196,7 +197,9 @@ class Request:
     @property
     def query(self) -> dict[str, str]:
         """One value per query parameter: the last one when a name repeats."""
-        return {key: values[-1] for key, values in self.query_params.items()}
+        if self._query is None:
+            self._query = {key: values[-1] for key, values in self.query_params.items()}
+        return self._query
 
     @property
     def cookies(self) -> dict[str, str]:

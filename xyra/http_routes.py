@@ -488,7 +488,10 @@ class HTTPRoutes:
         method = request.method
         segs = _segments(request.raw_path)
         candidates: list[tuple[_Route, dict[str, Any]]] = []
-        exact = self._http_exact.get(request.path)
+        # Routes without parameters by dict lookup, unless an encoded slash makes the
+        # decoded path's segments differ from the request's ("/a%2Fb" is one segment).
+        raw = request.raw_path
+        exact = None if "%2f" in raw.lower() else self._http_exact.get(request.path)
         if exact is not None:
             candidates.append((exact, {}))
             handler = exact.handlers.get(method)

@@ -334,7 +334,10 @@ def test_routes_and_params() -> None:
     assert seen["params"] == {"num": 7}
     assert dispatch(app, req("/files/a/b/c.txt")).body == b"rest=a/b/c.txt"  # type: ignore[union-attr]
     assert dispatch(app, req("/files/")).body == b"rest="  # type: ignore[union-attr]
-    for miss in ("/n/x", "/n/-1", "/users", "/users/", "/users/1/2", "/nothing", "/USERS/me"):
+    app.get("/a/b", lambda: "a/b")
+    assert dispatch(app, req("/a/b")).body == b"a/b"  # type: ignore[union-attr]
+    for miss in ("/n/x", "/n/-1", "/users", "/users/", "/users/1/2", "/nothing", "/USERS/me",
+                 "/a%2Fb", "/a%2fb"):
         assert app._http_dispatch(req(miss)) is None, miss
     assert app._http_has_routes()
     assert not make_app()._http_has_routes()
