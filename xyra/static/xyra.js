@@ -40,6 +40,7 @@
  * "open" listeners run first, then the queue is flushed in order. What an "open" listener
  * sends goes out before the queued messages, so it can re-authenticate or re-join a room
  * first. A message handed to a connection that then breaks is not re-sent (at most once).
+ * After `close()`, `send()` throws until `connect()` is called again.
  *
  * Events (`on(type, fn)` returns a function that removes the listener; `off(type, fn)`;
  * `addEventListener`/`removeEventListener` work too, as do the `onopen`, `onmessage`,
@@ -180,7 +181,10 @@
 
     // -- sending --------------------------------------------------------------------------
 
-    /** Send now if connected (returns true), else queue it for the next connection (false). */
+    /**
+     * Send now if connected (returns true), else queue it for the next connection (false).
+     * After close() it throws: call connect() first.
+     */
     send(data) {
       if (this.connected && (this._inOpen || this._queue.length === 0)) {
         this.ws.send(data);
@@ -211,6 +215,7 @@
     /** Connect now (after autoConnect: false, or to retry at once while waiting). */
     connect() {
       this._closed = false;
+      if (root.addEventListener) root.addEventListener("online", this._online);  // idempotent
       if (this._timer !== null) {
         clearTimeout(this._timer);
         this._timer = null;
