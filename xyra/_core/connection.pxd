@@ -41,55 +41,52 @@ cdef class Hub:
                       WebSocket exclude=*) except -1
 
 cdef class WebSocket(Parser):
+    # Fields are grouped by size (objects, then 8-, 4- and 1-byte ones) so the struct
+    # has no padding holes: every idle connection carries this object.
     cdef:
         object transport
         Hub hub
         RouteConfig route
-        int state
-        bint close_received
-        int report_code           # what the close handler is told
         str report_reason
-        double close_deadline
-        # output: small frames are copied into `out`; big payloads are queued by reference
-        unsigned char* out
-        Py_ssize_t out_len
-        Py_ssize_t out_cap
-        list chunks
-        Py_ssize_t queued         # bytes in out + chunks
-        Py_ssize_t transport_pending
-        bint write_paused
-        bint read_paused
-        bint in_read
-        bint dirty
-        bint congested
-        Py_ssize_t dropped_count
-        # timers
-        double last_rx
-        bint ping_outstanding
-        # application state
+        list chunks               # queued by reference: the 101 response, big payloads
         dict _topics
         dict _data
-        object _remote
         str _path
         str _subprotocol
-        # handler sequencing: async callbacks run one at a time, in order
-        bint busy
-        object pending
+        object pending            # handlers waiting behind a running async one, in order
         object recv_queue
         list recv_waiters
         list drain_waiters
-        bint lost
-        # permessage-deflate, when negotiated: 1 shared, 2 dedicated (per-connection window)
-        int deflate_mode
-        Deflater deflater
+        Deflater deflater         # permessage-deflate, dedicated mode
         Inflater inflater
+        # output: small frames are copied into `out` (the cork), freed after each flush
+        unsigned char* out
+        Py_ssize_t out_len
+        Py_ssize_t out_cap
+        Py_ssize_t queued         # bytes in out + chunks
+        Py_ssize_t transport_pending
+        Py_ssize_t dropped_count
+        double close_deadline
+        double last_rx
         # rate limiting: token buckets refilled from the monotonic clock
         double msg_tokens
         double byte_tokens
         double bucket_time
+        int report_code           # what the close handler is told
+        unsigned char state
+        unsigned char close_received
+        unsigned char write_paused
+        unsigned char read_paused
+        unsigned char in_read
+        unsigned char dirty
+        unsigned char congested
+        unsigned char ping_outstanding
+        unsigned char busy        # an async handler is running
+        unsigned char lost        # the transport is gone
+        unsigned char deflate_mode  # 0 none, 1 shared, 2 dedicated (per-connection window)
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
-                   object remote, str subprotocol, bytes response, object deflate,
+                   str subprotocol, bytes response, object deflate,
                    object data) except -1
     cdef int data_received_into(self, Py_ssize_t nbytes) except -1
     cdef int feed_initial(self, const unsigned char* data, Py_ssize_t n) except -1
@@ -114,6 +111,7 @@ cdef class WebSocket(Parser):
     cdef bint over_rate(self, Py_ssize_t length) except -1
     cdef int check_drain(self) except -1
     cdef dict topic_map(self)
+    cdef object _peer(self)
     cdef int _reserve_out(self, Py_ssize_t need) except -1
     cdef int _append_out(self, const unsigned char* data, Py_ssize_t n) except -1
     cdef int _seal(self) except -1

@@ -36,8 +36,6 @@ cdef object DROPPED = SendStatus.DROPPED
 # Payloads at least this big are queued by reference (the caller's immutable bytes)
 # instead of being copied into the cork buffer.
 DEF LARGE = 65536
-# A cork buffer bigger than this is freed after a flush: big buffers are not kept idle.
-DEF KEEP_OUT = 4096
 
 
 cdef class RouteConfig:
@@ -145,14 +143,19 @@ cdef class WebSocket(Parser):
 
     def __repr__(self):
         state = {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "new")
-        return f"<WebSocket {self._path!r} {self._remote} {state}>"
+        return f"<WebSocket {self._path!r} {self._peer()} {state}>"
 
     # -- life cycle (called by the protocol) -----------------------------------------------
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
-                   object remote, str subprotocol, bytes response, object deflate,
+                   str subprotocol, bytes response, object deflate,
                    object data) except -1:
         self._data = data
+        # Pause as soon as the kernel refuses a byte and resume only once the transport's
+        # buffer is empty: then, while not paused, nothing sits in the transport, and the
+        # backpressure accounting (queued + transport_pending) is exact.
+        if hasattr(transport, "set_write_buffer_limits"):
+            transport.set_write_buffer_limits(high=0)
         self.init_parser(route.max_payload_length, True, deflate is not None)
         if deflate is not None:
             self.deflate_mode = route.compression
@@ -169,7 +172,6 @@ cdef class WebSocket(Parser):
         self.report_code = 1006
         self.report_reason = ""
         self._path = path
-        self._remote = remote
         self._subprotocol = subprotocol
         self.last_rx = hub.now
         self.bucket_time = _monotonic()
@@ -177,11 +179,10 @@ cdef class WebSocket(Parser):
         self.byte_tokens = route.max_bytes_per_second
         if route.message is None and route.open is not None and route.open_async:
             self.recv_queue = deque()
-        # The 101 response goes into the cork, so what `open` sends leaves in the same write.
+        # The 101 response is queued first, so what `open` sends leaves in the same write;
+        # by reference, so a connection whose `open` sends nothing allocates no cork buffer.
         self.in_read = True
-        self._append_out(<const unsigned char*>PyBytes_AS_STRING(response),
-                         PyBytes_GET_SIZE(response))
-        self.queued = 0  # the HTTP response is not WebSocket data: not counted as buffered
+        self.chunks = [response]
         if route.open is not None:
             self.call(route.open, route.open_async, (self,))
         return 0
@@ -259,7 +260,7 @@ cdef class WebSocket(Parser):
         if self.state == OPEN:
             idle = now - self.last_rx
             if self.route.idle_timeout > 0 and idle >= self.route.idle_timeout:
-                self.hub.log.info("xyra: closing idle connection %s", self._remote)
+                self.hub.log.info("xyra: closing idle connection %s", self._peer())
                 self.send_close(1001, "idle timeout")
                 return 0
             if (self.route.ping_interval > 0 and idle >= self.route.ping_interval
@@ -267,10 +268,6 @@ cdef class WebSocket(Parser):
                 self.ping_outstanding = True
                 self._control(OP_PING, b"")
                 self.flush()
-        if self.out != NULL and self.out_len == 0:
-            PyMem_Free(self.out)
-            self.out = NULL
-            self.out_cap = 0
         return 0
 
     # -- parser hooks ----------------------------------------------------------------------
@@ -382,7 +379,7 @@ cdef class WebSocket(Parser):
             self.state = CLOSED
             self.transport.abort()
             return 0
-        self.hub.log.info("xyra: closing connection from %s with %d: %s", self._remote, code, why)
+        self.hub.log.info("xyra: closing connection from %s with %d: %s", self._peer(), code, why)
         self.finished = True
         self.report_code = code
         self.report_reason = why
@@ -518,7 +515,7 @@ cdef class WebSocket(Parser):
         self.dropped_count += 1
         self.congested = True
         if self.route.close_on_backpressure_limit:
-            self.hub.log.info("xyra: terminating %s: over max_backpressure", self._remote)
+            self.hub.log.info("xyra: terminating %s: over max_backpressure", self._peer())
             self.state = CLOSED
             self.transport.abort()
         return DROPPED
@@ -534,15 +531,19 @@ cdef class WebSocket(Parser):
         if self.chunks is not None:
             self._seal()
             chunks, self.chunks = self.chunks, None
-            self.transport.writelines(chunks)
+            if len(chunks) == 1:
+                self.transport.write(chunks[0])
+            else:
+                self.transport.writelines(chunks)
         else:
             self.transport.write(PyBytes_FromStringAndSize(<char*>self.out, self.out_len))
         self.out_len = 0
         self.queued = 0
-        if self.out_cap > KEEP_OUT:
-            PyMem_Free(self.out)
-            self.out = NULL
-            self.out_cap = 0
+        # Idle connections own no output memory: the buffer is cheap to get back from
+        # malloc's per-thread cache on the next send.
+        PyMem_Free(self.out)
+        self.out = NULL
+        self.out_cap = 0
         if self.write_paused:
             self.transport_pending = self.transport.get_write_buffer_size()
         elif self.congested:
@@ -631,7 +632,7 @@ cdef class WebSocket(Parser):
         return 0
 
     cdef int handler_failed(self, object exc) except -1:
-        self.hub.log.error("xyra: handler error on %s from %s", self._path, self._remote,
+        self.hub.log.error("xyra: handler error on %s from %s", self._path, self._peer(),
                            exc_info=exc)
         if self.state == OPEN:
             self.report_code = 1011
@@ -659,6 +660,12 @@ cdef class WebSocket(Parser):
         if len(self.recv_queue) >= self.route.max_queue:
             self._pause_reading()
 
+    cdef object _peer(self):
+        # uvloop keeps the peer's address in the transport (even after close) and builds
+        # the tuple on request: idle connections don't hold one.
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return tuple(peer[:2]) if isinstance(peer, tuple) else peer
+
     cdef dict topic_map(self):
         if self._topics is None:
             self._topics = {}
@@ -679,9 +686,6 @@ cdef class WebSocket(Parser):
         cdef Py_ssize_t n
         cdef int op
         cdef object owner = None
-        if not _on_loop_thread(self.hub):
-            self.hub.loop.call_soon_threadsafe(self.send, data, opcode, compress)
-            return SUCCESS
         if type(data) is str:
             p = PyUnicode_AsUTF8AndSize(data, &n)
             op = OP_TEXT
@@ -713,6 +717,11 @@ cdef class WebSocket(Parser):
                 raise ValueError("use close() to send a close frame")
             elif op != OP_BINARY:
                 raise ValueError(f"cannot send opcode {opcode!r}")
+        if not _on_loop_thread(self.hub):
+            # Validated above, in the caller's thread; the bytes are taken now, too.
+            self.hub.loop.call_soon_threadsafe(self.send, data if owner is None else owner,
+                                               op, compress)
+            return SUCCESS
         if compress:
             return self.send_message(op, <const unsigned char*>p, n, owner, True)
         return self.send_frame(op, <const unsigned char*>p, n, owner)
@@ -757,7 +766,7 @@ cdef class WebSocket(Parser):
     @property
     def remote_address(self):
         """``(host, port)`` of the peer."""
-        return self._remote
+        return self._peer()
 
     @property
     def path(self) -> str:

@@ -18,34 +18,33 @@ cdef enum:
     OP_PONG = 10
 
 cdef class Parser:
+    # Grouped by size, so the struct has no padding holes (it is per connection).
     cdef:
         # Bytes this connection owns: buf[start:end] is unparsed input. NULL while idle.
         unsigned char* buf
+        # the fragmented message in progress (msg_opcode 0 = none)
+        unsigned char* msg
         Py_ssize_t cap
         Py_ssize_t start
         Py_ssize_t end
-        bint reading_shared       # the last get_buffer handed out the shared read buffer
-        # the frame being parsed
-        bint in_payload
-        bint fin
-        bint rsv1
-        int opcode
-        unsigned char key[4]
-        bint masked
-        Py_ssize_t payload_len
-        Py_ssize_t done           # payload bytes already unmasked and validated
-        # the fragmented message in progress (msg_opcode 0 = none)
-        int msg_opcode
-        bint msg_compressed
-        unsigned char* msg
+        Py_ssize_t payload_len    # the frame being parsed
+        Py_ssize_t done           # its payload bytes already unmasked and validated
         Py_ssize_t msg_len
         Py_ssize_t msg_cap
-        uint32_t utf8_state
-        # limits and negotiated options
         Py_ssize_t max_payload
-        bint require_mask
-        bint allow_rsv1
-        bint finished             # a close frame or an error was seen: ignore the rest
+        uint32_t utf8_state
+        unsigned char key[4]
+        unsigned char reading_shared   # the last get_buffer handed out the shared buffer
+        unsigned char in_payload
+        unsigned char fin
+        unsigned char rsv1
+        unsigned char opcode
+        unsigned char masked
+        unsigned char msg_opcode
+        unsigned char msg_compressed
+        unsigned char require_mask
+        unsigned char allow_rsv1
+        unsigned char finished    # a close frame or an error was seen: ignore the rest
 
     cdef void init_parser(self, Py_ssize_t max_payload, bint require_mask, bint allow_rsv1)
     cdef object get_buffer_view(self, Py_ssize_t sizehint)

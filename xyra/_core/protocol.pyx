@@ -108,8 +108,7 @@ cdef class ServerProtocol:
     cdef bint busy
     cdef bint done                     # the HTTP phase is over: upgraded, or closing
     cdef double deadline
-    cdef object remote
-    cdef object ip
+    cdef object ip                     # set only while per-address limits are on
 
     def __init__(self, ServerContext ctx):
         self.ctx = ctx
@@ -119,17 +118,17 @@ cdef class ServerProtocol:
     def connection_made(self, transport):
         cdef ServerContext ctx = self.ctx
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.remote = tuple(peer[:2]) if isinstance(peer, tuple) else peer
-        self.ip = self.remote[0] if isinstance(self.remote, tuple) else self.remote
         ctx.connections.add(self)
-        ctx.per_ip[self.ip] = ctx.per_ip.get(self.ip, 0) + 1
+        if ctx.max_connections_per_ip:
+            peer = self._peer()
+            self.ip = peer[0] if isinstance(peer, tuple) else peer
+            ctx.per_ip[self.ip] = ctx.per_ip.get(self.ip, 0) + 1
         self.deadline = ctx.hub.now + ctx.handshake_timeout
         if not ctx.accepting:
             self._reject(503, "server is shutting down")
         elif ctx.max_connections and len(ctx.connections) > ctx.max_connections:
             self._reject(503, f"over max_connections ({ctx.max_connections})")
-        elif ctx.max_connections_per_ip and ctx.per_ip[self.ip] > ctx.max_connections_per_ip:
+        elif self.ip is not None and ctx.per_ip[self.ip] > ctx.max_connections_per_ip:
             self._reject(503, f"over max_connections_per_ip ({ctx.max_connections_per_ip})")
         else:
             self.http = httptools.HttpRequestParser(self)
@@ -145,7 +144,7 @@ cdef class ServerProtocol:
                 self.ws.data_received_into(nbytes)
             except Exception:
                 self.ctx.hub.log.exception("xyra: internal error on %s; connection dropped",
-                                           self.remote)
+                                           self._peer())
                 self.transport.abort()
             return
         if not self.done:
@@ -158,7 +157,7 @@ cdef class ServerProtocol:
                 self.ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(data),
                                      PyBytes_GET_SIZE(data))
             except Exception:
-                self.ctx.hub.log.exception("xyra: internal error on %s", self.remote)
+                self.ctx.hub.log.exception("xyra: internal error on %s", self._peer())
                 self.transport.abort()
             return
         if not self.done:
@@ -173,11 +172,12 @@ cdef class ServerProtocol:
     def connection_lost(self, exc):
         cdef ServerContext ctx = self.ctx
         ctx.connections.discard(self)
-        left = ctx.per_ip.get(self.ip, 1) - 1
-        if left > 0:
-            ctx.per_ip[self.ip] = left
-        else:
-            ctx.per_ip.pop(self.ip, None)
+        if self.ip is not None:
+            left = ctx.per_ip.get(self.ip, 1) - 1
+            if left > 0:
+                ctx.per_ip[self.ip] = left
+            else:
+                ctx.per_ip.pop(self.ip, None)
         self.http = None
         self.queue = None
         if self.ws is not None:
@@ -277,7 +277,7 @@ cdef class ServerProtocol:
         path = target.split("?", 1)[0]
         result = None
         if self.ctx.http_dispatch is not None:
-            request = self.ctx.request_class(method, target, headers, body, self.remote,
+            request = self.ctx.request_class(method, target, headers, body, self._peer(),
                                              self.ctx.scheme)
             try:
                 result = self.ctx.http_dispatch(request)
@@ -339,10 +339,14 @@ cdef class ServerProtocol:
 
     cdef _reject(self, int status, str reason, list headers=None):
         self._finish_http()
-        self.ctx.hub.log.info("xyra: refused %s from %s: %d %s", self._target(), self.remote,
+        self.ctx.hub.log.info("xyra: refused %s from %s: %d %s", self._target(), self._peer(),
                               status, reason)
         self.transport.write(http_response(status, reason + "\n", headers or ()))
         self.transport.close()
+
+    cdef object _peer(self):
+        peer = self.transport.get_extra_info("peername")
+        return tuple(peer[:2]) if isinstance(peer, tuple) else peer
 
     cdef str _target(self):
         return self.url.decode("latin-1") if self.url is not None else "request"
@@ -374,7 +378,7 @@ cdef class ServerProtocol:
         if route.upgrade is None:
             self._accept(route, target, result, leftover, None)
             return
-        request = self.ctx.request_class(method, target, headers, b"", self.remote,
+        request = self.ctx.request_class(method, target, headers, b"", self._peer(),
                                          self.ctx.scheme)
         try:
             verdict = route.upgrade(request)
@@ -405,11 +409,11 @@ cdef class ServerProtocol:
                   bytes leftover, object request):
         if verdict is False:
             self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s", target,
-                                  self.remote)
+                                  self._peer())
             self._send_and_close(http_response(403, "forbidden\n"))
         elif hasattr(verdict, "encode") and hasattr(verdict, "status"):
             self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s with %s", target,
-                                  self.remote, verdict.status)
+                                  self._peer(), verdict.status)
             self._send_and_close(verdict.encode(head=False, keep_alive=False))
         else:
             self._accept(route, target, result, leftover, request.data or None)
@@ -423,13 +427,13 @@ cdef class ServerProtocol:
                  object data):
         cdef WebSocket ws = WebSocket.__new__(WebSocket)
         try:
-            ws.begin(self.transport, self.ctx.hub, route, target, self.remote,
+            ws.begin(self.transport, self.ctx.hub, route, target,
                      result.subprotocol, result.response, result.extension, data)
             self.ws = ws
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
                             PyBytes_GET_SIZE(leftover))
         except Exception:
-            self.ctx.hub.log.exception("xyra: internal error opening %s", self.remote)
+            self.ctx.hub.log.exception("xyra: internal error opening %s", self._peer())
             self.transport.abort()
 
     # -- timers and shutdown -----------------------------------------------------------------
@@ -440,7 +444,7 @@ cdef class ServerProtocol:
         if not self.done and not self.busy and now >= self.deadline:
             self._finish_http()
             self.ctx.hub.log.info("xyra: closing %s: no complete request within %ss",
-                                  self.remote, self.ctx.handshake_timeout)
+                                  self._peer(), self.ctx.handshake_timeout)
             self.transport.close()
         return 0
 

@@ -12,7 +12,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from xyra._core.connection cimport Hub, WebSocket
-from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
+from xyra._core.frames cimport (
+    OP_BINARY, OP_TEXT, XYRA_UTF8_ACCEPT, make_frame, xyra_utf8_feed,
+)
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
@@ -99,12 +101,8 @@ cdef class PubSubHub(Hub):
         cdef const unsigned char* fp
         cdef Py_ssize_t fl
         cdef int count = 0
-        if <long>PyThread_get_thread_ident() != self.thread_id:
-            self.loop.call_soon_threadsafe(self.publish, topic, message, opcode, compress, exclude)
-            return 0
-        t = self.topics.get(topic)
-        if t is None:
-            return 0
+        # Validate and take the bytes now, in the caller's thread: errors raise there,
+        # and a buffer the caller reuses right after the call is not read later.
         if isinstance(message, str):
             p = PyUnicode_AsUTF8AndSize(message, &n)
             op = OP_TEXT
@@ -118,6 +116,15 @@ cdef class PubSubHub(Hub):
             op = opcode
             if op != OP_TEXT and op != OP_BINARY:
                 raise ValueError("publish sends TEXT or BINARY messages")
+            if op == OP_TEXT and not isinstance(message, str) and n and xyra_utf8_feed(
+                    XYRA_UTF8_ACCEPT, <const unsigned char*>p, n) != XYRA_UTF8_ACCEPT:
+                raise ValueError("a TEXT message must be valid UTF-8")
+        if <long>PyThread_get_thread_ident() != self.thread_id:
+            self.loop.call_soon_threadsafe(self.publish, topic, message, op, compress, exclude)
+            return 0
+        t = self.topics.get(topic)
+        if t is None:
+            return 0
         if compress:
             return self._publish_compressed(t, op, <const unsigned char*>p, n, exclude)
         frame = make_frame(op, <const unsigned char*>p, n, False)
