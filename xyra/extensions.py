@@ -211,22 +211,15 @@ def _accept(
     offer: _Offer, mode: str, server_bits: int, client_bits: int
 ) -> tuple[str, DeflateParams] | None:
     """The response to one offer, or ``None`` if this server cannot honour it."""
-    if mode == "shared":
-        # One compressor serves every connection, so it keeps no context and its
-        # window is fixed: a client asking for a smaller window cannot share the
-        # frames everyone else gets. Decline; a later offer may fit.
-        snct = True
-        if offer.server_max_window_bits is not None and offer.server_max_window_bits < server_bits:
-            return None
-        smwb = server_bits
-    else:
-        snct = offer.server_no_context_takeover
-        # The client's limit must be honoured (RFC 7692 7.1.2.1: respond with a
-        # value no larger). 8 is honoured too: Deflater(window_bits=8) restricts
-        # itself to distance-1 matches, valid for any window (see deflate.pyx).
-        smwb = server_bits
-        if offer.server_max_window_bits is not None:
-            smwb = min(server_bits, offer.server_max_window_bits)
+    # Shared compressors keep no context, so one frame is valid for every connection
+    # that negotiated the same window: the server keeps one per window size.
+    snct = True if mode == "shared" else offer.server_no_context_takeover
+    # The client's limit must be honoured (RFC 7692 7.1.2.1: respond with a value no
+    # larger). 8 is honoured too: Deflater(window_bits=8) restricts itself to
+    # distance-1 matches, valid for any window (see deflate.pyx).
+    smwb = server_bits
+    if offer.server_max_window_bits is not None:
+        smwb = min(server_bits, offer.server_max_window_bits)
 
     parts = [_NAME]
     if snct:

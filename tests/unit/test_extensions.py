@@ -190,9 +190,11 @@ def test_quoted_values() -> None:
     assert params == DeflateParams(server_max_window_bits=10, client_max_window_bits=9)
 
 
-def test_shared_declines_a_smaller_server_window() -> None:
-    # One frame serves every subscriber: it cannot fit a client's smaller window.
-    assert negotiate("permessage-deflate; server_max_window_bits=10", mode="shared") is None
+def test_shared_honours_a_smaller_server_window() -> None:
+    # The server keeps one no-context compressor per window size, so this fits too.
+    response, params = negotiate("permessage-deflate; server_max_window_bits=10", mode="shared")
+    assert response == ("permessage-deflate; server_no_context_takeover; server_max_window_bits=10")
+    assert params == DeflateParams(server_no_context_takeover=True, server_max_window_bits=10)
     response, params = negotiate("permessage-deflate; server_max_window_bits=15", mode="shared")
     assert response == ("permessage-deflate; server_no_context_takeover; server_max_window_bits=15")
     assert params.server_max_window_bits == 15
@@ -200,21 +202,25 @@ def test_shared_declines_a_smaller_server_window() -> None:
 
 def test_first_fitting_offer_wins() -> None:
     offers = (
+        "x-webkit-deflate-frame, "
         "permessage-deflate; server_max_window_bits=10; client_max_window_bits, "
         "permessage-deflate; client_max_window_bits=12",
         "permessage-deflate",
     )
     response, params = negotiate(*offers, mode="shared")
-    assert response == ("permessage-deflate; server_no_context_takeover; client_max_window_bits=12")
-    assert params == DeflateParams(server_no_context_takeover=True, client_max_window_bits=12)
+    assert response == ("permessage-deflate; server_no_context_takeover; "
+                        "server_max_window_bits=10; client_max_window_bits=15")
+    assert params == DeflateParams(server_no_context_takeover=True, server_max_window_bits=10)
     response, params = negotiate(*offers, mode="dedicated")
     assert response == ("permessage-deflate; server_max_window_bits=10; client_max_window_bits=15")
     assert params == DeflateParams(server_max_window_bits=10)
 
 
 def test_decline_when_nothing_fits() -> None:
-    offers = [f"permessage-deflate; server_max_window_bits={bits}" for bits in (9, 11, 14)]
+    # Only permessage-deflate is implemented: other extensions are declined, not failed.
+    offers = ["x-webkit-deflate-frame", "deflate-frame; no_context_takeover"]
     assert negotiate(*offers, mode="shared") is None
+    assert negotiate(*offers, mode="dedicated") is None
 
 
 @pytest.mark.parametrize("mode", ["shared", "dedicated"])

@@ -31,8 +31,8 @@ cdef class Hub:
     cdef list dirty
     cdef bint flush_scheduled
     cdef object _flush_cb
-    cdef Deflater _shared_deflater
-    cdef Deflater shared_deflater(self)
+    cdef dict _shared_deflaters      # window bits -> no-context Deflater
+    cdef Deflater shared_deflater(self, int window_bits)
     cdef int schedule_flush(self, WebSocket ws) except -1
     cdef int subscribe(self, WebSocket ws, str topic) except -1
     cdef int unsubscribe(self, WebSocket ws, str topic) except -1
@@ -84,6 +84,7 @@ cdef class WebSocket(Parser):
         unsigned char busy        # an async handler is running
         unsigned char lost        # the transport is gone
         unsigned char deflate_mode  # 0 none, 1 shared, 2 dedicated (per-connection window)
+        unsigned char deflate_bits  # the server window negotiated (shared mode)
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
                    str subprotocol, bytes response, object deflate,

@@ -73,11 +73,16 @@ cdef class Hub:
         self.flush_scheduled = False
         self._flush_cb = self.flush_all
 
-    cdef Deflater shared_deflater(self):
-        """The server's no-context compressor: one compressed frame fits every peer."""
-        if self._shared_deflater is None:
-            self._shared_deflater = Deflater(15, True)
-        return self._shared_deflater
+    cdef Deflater shared_deflater(self, int window_bits):
+        """A no-context compressor: its frames fit every peer with this window."""
+        cdef Deflater d
+        if self._shared_deflaters is None:
+            self._shared_deflaters = {}
+        d = self._shared_deflaters.get(window_bits)
+        if d is None:
+            d = Deflater(window_bits, True)
+            self._shared_deflaters[window_bits] = d
+        return d
 
     cdef int schedule_flush(self, WebSocket ws) except -1:
         ws.dirty = True
@@ -159,6 +164,7 @@ cdef class WebSocket(Parser):
         self.init_parser(route.max_payload_length, True, deflate is not None)
         if deflate is not None:
             self.deflate_mode = route.compression
+            self.deflate_bits = deflate.server_max_window_bits
             # A client that keeps no context needs no per-connection window either.
             self.inflater = Inflater(deflate.client_max_window_bits,
                                      deflate.client_no_context_takeover)
@@ -441,7 +447,7 @@ cdef class WebSocket(Parser):
         if self.deflate_mode == 2:
             return self.deflater
         if self.deflate_mode == 1:
-            return self.hub.shared_deflater()
+            return self.hub.shared_deflater(self.deflate_bits)
         return None
 
     cdef object send_message(self, int opcode, const unsigned char* data, Py_ssize_t length,

@@ -138,15 +138,15 @@ cdef class PubSubHub(Hub):
 
     cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
                                  WebSocket exclude) except -1:
-        """Each variant of the frame is built at most once: plain, and shared-compressed.
+        """Each variant of the frame is built at most once: plain, and compressed per window.
 
         Subscribers with a dedicated compression window compress for themselves: their
         peer's window holds their own stream, so a shared frame cannot stand in for it.
         """
         cdef bytes plain = None
-        cdef bytes packed = None
-        cdef bint tried = False
+        cdef dict packed = None      # window bits -> compressed frame, or None if no gain
         cdef bytes frame
+        cdef object built
         cdef WebSocket w
         cdef int count = 0
         for ws in t.subs:
@@ -158,15 +158,19 @@ cdef class PubSubHub(Hub):
                     w.send_message(op, p, n, None, True)
                     count += 1
                     continue
-                if not tried:
-                    tried = True
-                    frame = self.shared_deflater().compress(p, n, True)
-                    if frame is not None:
-                        packed = make_frame(op, <const unsigned char*>PyBytes_AS_STRING(frame),
-                                            PyBytes_GET_SIZE(frame), True)
-                if packed is not None:
-                    count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(packed),
-                                           PyBytes_GET_SIZE(packed), packed)
+                if packed is None:
+                    packed = {}
+                if w.deflate_bits in packed:
+                    built = packed[w.deflate_bits]
+                else:
+                    frame = self.shared_deflater(w.deflate_bits).compress(p, n, True)
+                    built = None if frame is None else make_frame(
+                        op, <const unsigned char*>PyBytes_AS_STRING(frame),
+                        PyBytes_GET_SIZE(frame), True)
+                    packed[w.deflate_bits] = built
+                if built is not None:
+                    count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(built),
+                                           PyBytes_GET_SIZE(built), built)
                     continue
             if plain is None:
                 plain = make_frame(op, p, n, False)
