@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
 from xyra.extensions import negotiate_deflate
+from xyra.http_routes import HTTPRoutes
 from xyra.routes import handler_set, route_config
 from xyra.server import Server, install_signal_handlers, new_event_loop
 
@@ -18,8 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("xyra")
 
 
-class App:
-    """A Xyra application: WebSocket routes, pub/sub and the server that runs them."""
+class App(HTTPRoutes):
+    """A Xyra application: WebSocket and HTTP routes, pub/sub, and the server that runs them."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class App:
         self.max_body_size = int(max_body_size)
         self.max_connections = int(max_connections)
         self.max_connections_per_ip = int(max_connections_per_ip)
+        HTTPRoutes.__init__(self)
         self._routes: dict[str, RouteConfig] = {}
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []

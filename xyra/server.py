@@ -11,10 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from xyra._core.protocol import ServerContext, ServerProtocol
 from xyra._core.pubsub import PubSubHub
 
-try:  # TEMPORARY until xyra/http.py lands (HTTP routes work in progress)
-    from xyra.http import Request
-except ImportError:  # pragma: no cover
-    Request = None  # type: ignore[assignment,misc]
+from xyra.http import Request
 
 if TYPE_CHECKING:
     from xyra.app import App
@@ -45,7 +42,7 @@ class Server:
             max_body_size=app.max_body_size,
             max_connections=app.max_connections,
             max_connections_per_ip=app.max_connections_per_ip,
-            http_dispatch=getattr(app, "_http_dispatch", None),
+            http_dispatch=app._http_dispatch,
             request_class=Request,
         )
         self.context.negotiators = app._negotiators()
