@@ -119,7 +119,7 @@ def process_request(
         return Rejection(
             426,
             "this URL speaks WebSocket: send Upgrade: websocket",
-            [("Upgrade", "websocket"), ("Connection", "Upgrade")],
+            [("Upgrade", "websocket")],
         )
     if "upgrade" not in header_tokens(headers, "connection"):
         return Rejection(400, "the Connection header must contain the token 'upgrade'")

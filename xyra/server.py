@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from xyra._core.protocol import ServerContext, ServerProtocol
 from xyra._core.pubsub import PubSubHub
 
-from xyra.http import Request
+from xyra.http import Request, Response
 
 if TYPE_CHECKING:
     from xyra.app import App
@@ -44,6 +44,7 @@ class Server:
             max_connections_per_ip=app.max_connections_per_ip,
             http_dispatch=app._http_dispatch,
             request_class=Request,
+            response_class=Response,
         )
         self.context.negotiators = app._negotiators()
         self._server: asyncio.base_events.Server | None = None

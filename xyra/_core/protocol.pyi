@@ -31,6 +31,7 @@ class ServerContext:
     http_dispatch: Callable[[Any], Any] | None
     """Request -> Response, awaitable or None (HTTP routes), or None."""
     request_class: Any
+    response_class: Any
     scheme: str
     def __init__(
         self,
@@ -45,6 +46,7 @@ class ServerContext:
         max_connections_per_ip: int = 0,
         http_dispatch: Callable[[Any], Any] | None = None,
         request_class: Any = None,
+        response_class: Any = None,
         scheme: str = "http",
     ) -> None: ...
     def tick(self, now: float) -> None:

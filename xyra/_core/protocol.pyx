@@ -45,13 +45,14 @@ cdef class ServerContext:
     cdef public object negotiators     # path -> extension negotiator or None
     cdef public object http_dispatch   # request -> Response | awaitable | None, or None
     cdef public object request_class
+    cdef public object response_class
     cdef public str scheme
 
     def __init__(self, Hub hub, dict routes, *, Py_ssize_t max_head_size=32768,
                  Py_ssize_t max_headers=100, double handshake_timeout=10.0,
                  Py_ssize_t max_body_size=1 << 20, Py_ssize_t max_connections=0,
                  Py_ssize_t max_connections_per_ip=0, http_dispatch=None,
-                 request_class=None, str scheme="http"):
+                 request_class=None, response_class=None, str scheme="http"):
         self.hub = hub
         self.routes = routes
         self.connections = set()
@@ -66,6 +67,7 @@ cdef class ServerContext:
         self.negotiators = {}
         self.http_dispatch = http_dispatch
         self.request_class = request_class
+        self.response_class = response_class
         self.scheme = scheme
 
     def tick(self, double now):
@@ -211,6 +213,17 @@ cdef class ServerProtocol:
 
     def on_headers_complete(self):
         self.in_head = False
+        length = expect = None
+        for name, value in self.headers:
+            if name == "content-length":
+                length = value
+            elif name == "expect":
+                expect = value
+        if length is not None and length.strip().isdigit() \
+                and int(length) > self.ctx.max_body_size:
+            raise _BodyTooLarge()  # answered before the client sends the body
+        if expect is not None and expect.strip().lower() == "100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, bytes body):
         self.body_size += len(body)
@@ -293,7 +306,8 @@ cdef class ServerProtocol:
             elif "websocket" in header_tokens(headers, "upgrade"):
                 self._reject(404, f"no WebSocket route at {path}")
             else:
-                self._reject(404, f"nothing at {path}")
+                self._respond(self.ctx.response_class(f"nothing at {path}\n", 404),
+                              method, keep_alive)
             return
         if isawaitable(result):
             self._wait(result, (method, keep_alive), self._respond_later)
