@@ -223,3 +223,109 @@ async def test_unmasked_and_huge_frames_beside_a_good_client() -> None:
         assert (await bad.read_close())[0] == 1009
         await good.send("ok")
         assert await asyncio.wait_for(good.recv(), TIMEOUT) == "ok"
+
+
+# -- the upgrade handler (authentication) --------------------------------------------------------
+
+
+def auth_app(upgrade) -> App:  # type: ignore[no-untyped-def]
+    app = App()
+
+    def on_open(ws: WebSocket) -> None:
+        ws.send(f"hello {ws.data.get('user')}")
+
+    app.websocket("/", {"upgrade": upgrade, "open": on_open, "message": echo})
+    return app
+
+
+def check_token(request):  # type: ignore[no-untyped-def]
+    from xyra import Response
+
+    token = request.query.get("token") or request.cookies.get("token")
+    if token != "good":
+        return Response("who are you?", status=401)
+    if request.headers.get("x-banned"):
+        return False
+    request.data["user"] = f"alice@{request.path}"
+    return None
+
+
+async def check_token_slowly(request):  # type: ignore[no-untyped-def]
+    await asyncio.sleep(0.2)
+    return check_token(request)
+
+
+@pytest.mark.parametrize("upgrade", [check_token, check_token_slowly], ids=["sync", "async"])
+async def test_upgrade_handler_accepts_and_attaches_data(upgrade) -> None:  # type: ignore[no-untyped-def]
+    async with served(auth_app(upgrade)) as server:
+        async with websockets.connect(url(server, "/?token=good")) as client:
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+        async with websockets.connect(url(server),
+                                      additional_headers={"Cookie": "token=good"}) as client:
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+
+
+@pytest.mark.parametrize("upgrade", [check_token, check_token_slowly], ids=["sync", "async"])
+async def test_upgrade_handler_rejects_with_its_status_and_body(upgrade) -> None:  # type: ignore[no-untyped-def]
+    async with served(auth_app(upgrade)) as server:
+        raw = await RawClient.connect(server)
+        raw.send(request("/?token=bad"))
+        status, body = await raw.http_response()
+        assert status == 401 and body.endswith(b"who are you?")
+        raw = await RawClient.connect(server)
+        raw.send(request("/?token=good", extra="X-Banned: 1\r\n"))
+        status, _ = await raw.http_response()
+        assert status == 403
+        await neighbour_ok_auth(server)
+
+
+async def neighbour_ok_auth(server) -> None:  # type: ignore[no-untyped-def]
+    async with websockets.connect(url(server, "/?token=good")) as client:
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+
+
+async def test_bytes_sent_during_an_async_upgrade_are_held_not_lost() -> None:
+    async with served(auth_app(check_token_slowly)) as server:
+        raw = await RawClient.connect(server)
+        # the request and two frames in one write, while the handler is still deciding
+        raw.send(request("/?token=good") + frame(1, b"one"))
+        await asyncio.sleep(0.05)
+        raw.send(frame(1, b"two"))
+        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101")
+        assert await raw.read_frame() == (1, b"hello alice@/")
+        assert await raw.read_frame() == (1, b"one")
+        assert await raw.read_frame() == (1, b"two")
+
+
+async def test_upgrade_handler_error_is_500_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
+    def broken(request):  # type: ignore[no-untyped-def]
+        raise RuntimeError("db down")
+
+    caplog.set_level(logging.ERROR, logger="xyra")
+    async with served(auth_app(broken)) as server:
+        raw = await RawClient.connect(server)
+        raw.send(request())
+        status, body = await raw.http_response()
+        assert status == 500 and b"db down" not in body
+    assert any("db down" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_upgrade_request_object() -> None:
+    seen = {}
+
+    def upgrade(request):  # type: ignore[no-untyped-def]
+        seen.update(method=request.method, path=request.path, query=dict(request.query),
+                    host=request.headers.get("host"), cookies=dict(request.cookies),
+                    remote=request.remote_address, subprotocols=list(request.subprotocols))
+
+    app = App()
+    app.websocket("/r", {"upgrade": upgrade, "message": echo}, subprotocols=["b"])
+    async with served(app) as server:
+        async with websockets.connect(url(server, "/r?a=1&b=2"), subprotocols=["a", "b"],
+                                      additional_headers={"Cookie": "k=v"}) as client:
+            port = client.local_address[1]
+            assert client.subprotocol == "b"
+    assert seen == {"method": "GET", "path": "/r", "query": {"a": "1", "b": "2"},
+                    "host": f"127.0.0.1:{server.port}", "cookies": {"k": "v"},
+                    "remote": ("127.0.0.1", port), "subprotocols": ["a", "b"]}
