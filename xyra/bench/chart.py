@@ -57,5 +57,5 @@ def draw(rows: list[dict[str, Any]], path: str, title: str) -> None:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, pil_kwargs={"optimize": True})
     plt.close(fig)
