@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from xyra._core.protocol import ServerContext, ServerProtocol
 from xyra._core.pubsub import PubSubHub
-
 from xyra.http import Request, Response
 
 if TYPE_CHECKING:

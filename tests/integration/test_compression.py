@@ -8,10 +8,9 @@ import zlib
 import pytest
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 from xyra import App
-
-from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 TEXT = "the quick brown fox jumps over the lazy dog " * 40
 
@@ -141,7 +140,7 @@ async def test_fragmented_compressed_message() -> None:
         raw.send(frame(1, payload[:half], rsv=0x40, fin=False) + frame(9, b"p")
                  + frame(0, payload[half:]))
         assert await raw.read_frame() == (10, b"p")
-        b0, reply = await _read_raw(raw)
+        _, reply = await _read_raw(raw)
         assert zlib.decompressobj(-15).decompress(reply + b"\x00\x00\xff\xff").decode() == TEXT
 
 

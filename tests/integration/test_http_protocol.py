@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from xyra import App
-
 from wsutil import TIMEOUT, RawClient, served
+
+from xyra import App
 
 
 def app() -> App:
@@ -44,7 +44,8 @@ async def test_too_large_content_length_is_refused_before_the_body() -> None:
 async def test_404_keeps_the_connection_alive() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        raw.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\nHEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+                 b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n")
         head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
         assert head.startswith(b"HTTP/1.1 404") and b"keep-alive" in head.lower()
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])

@@ -10,10 +10,9 @@ import ssl
 import pytest
 import trustme
 import websockets
+from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 from xyra import App, WebSocket
-
-from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 
 def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
@@ -87,7 +86,7 @@ async def test_message_rate_limit_closes_1008() -> None:
             await client.send(str(i))
         for i in range(20):
             assert await asyncio.wait_for(client.recv(), TIMEOUT) == str(i)
-        for i in range(20):
+        for _ in range(20):
             await client.send("flood")
         await asyncio.wait_for(client.wait_closed(), TIMEOUT)
         assert client.protocol.close_rcvd.code == 1008
