@@ -9,10 +9,9 @@ import aiohttp
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed as ClientClosed
+from wsutil import TIMEOUT, RawClient, frame, served, url
 
 from xyra import App, CloseCode, ConnectionClosed, OpCode, SendStatus, WebSocket
-
-from wsutil import TIMEOUT, RawClient, frame, served, url
 
 
 async def recv(client: websockets.ClientConnection) -> str | bytes:

@@ -8,10 +8,9 @@ import os
 
 import pytest
 import websockets
+from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 from xyra import App
-
-from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 
 def echo_app(**options: object) -> App:
