@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         args.png = None
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # Both end the run the same way (servers stopped); SIGINT explicitly too, since a
+    # shell without job control starts background commands with SIGINT ignored.
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.setup_peers and setup_peers():
             return 1
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         procs.kill_all()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace, s: Settings, workloads: list[Any], peers: list[Any]) -> int:
