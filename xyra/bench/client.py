@@ -206,6 +206,7 @@ async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         "mismatched": sum(c.parser.mismatched for c in conns),
         "lost": stats.lost,
         "drained": drained,
+        "reads": stats.reads,
     }
     await close_all(conns, spec.timeout)
     return result
@@ -319,6 +320,7 @@ async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
             "mismatched": sum(c.parser.mismatched for c in everyone),
             "lost": stats.lost + probe_stats.lost,
             "drained": drained,
+            "reads": stats.reads,
         }
         return result
     finally:
