@@ -25,7 +25,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the source tree; --source changes it
+ROOT = Path(__file__).resolve().parent.parent  # the default source tree (--source)
 FORBIDDEN = (".pyx", ".pxd", ".c", ".h", ".o", ".pyc", ".egg-info")
 LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
@@ -40,8 +40,8 @@ def glibc_of(tag: str) -> tuple[int, int] | None:
     return None
 
 
-def source_version() -> str:
-    text = (ROOT / "xyra" / "_version.py").read_text()
+def source_version(root: Path) -> str:
+    text = (root / "xyra" / "_version.py").read_text()
     m = re.search(r'__version__\s*=\s*"([^"]+)"', text)
     assert m, "xyra/_version.py has no __version__"
     return m[1]
@@ -50,23 +50,23 @@ def source_version() -> str:
 SOURCE_ONLY = (".pyx", ".pxd", ".h", ".c")
 
 
-def shipped_sources() -> set[str]:
+def shipped_sources(root: Path) -> set[str]:
     """Files of the source tree's xyra/ a wheel must contain (sources of the compiled
     modules excepted): modules, stubs, py.typed and package data. From git (tracked and
     untracked-but-not-ignored) when there is a checkout, else from the file system."""
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "xyra"],
-        cwd=ROOT,
+        cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
     if out.returncode == 0 and out.stdout.strip():
-        names = [n for n in out.stdout.splitlines() if (ROOT / n).is_file()]
+        names = [n for n in out.stdout.splitlines() if (root / n).is_file()]
     else:
         names = [
-            p.relative_to(ROOT).as_posix()
-            for p in (ROOT / "xyra").rglob("*")
+            p.relative_to(root).as_posix()
+            for p in (root / "xyra").rglob("*")
             if p.is_file()
             and "__pycache__" not in p.parts
             and not p.name.endswith((".so", ".pyd", ".pyc", ".o"))
@@ -81,8 +81,7 @@ def main() -> int:
     ap.add_argument("--no-auditwheel", action="store_true")
     ap.add_argument("--source", type=Path, default=ROOT)
     args = ap.parse_args()
-    global ROOT
-    ROOT = args.source.resolve()
+    source: Path = args.source.resolve()
     wheel: Path = args.wheel
     limit = tuple(int(x) for x in args.max_glibc.split("."))
     errors: list[str] = []
@@ -139,7 +138,7 @@ def main() -> int:
         stub = so.split(".")[0] + ".pyi"
         if stub not in names:
             errors.append(f"{so} has no stub {stub}")
-    expected_modules = {p.stem for p in (ROOT / "xyra" / "_core").glob("*.pyx")}
+    expected_modules = {p.stem for p in (source / "xyra" / "_core").glob("*.pyx")}
     got_modules = {Path(so).name.split(".")[0] for so in compiled}
     if expected_modules != got_modules:
         errors.append(
@@ -148,14 +147,15 @@ def main() -> int:
     for required in ("xyra/py.typed", "xyra/__main__.py", "xyra/_version.py"):
         if required not in names:
             errors.append(f"missing {required}")
-    missing = sorted(shipped_sources() - set(names))
+    missing = sorted(shipped_sources(source) - set(names))
     if missing:
         errors.append(
             f"{len(missing)} file(s) of xyra/ are not in the wheel "
             f"(packages / package-data in pyproject.toml): {' '.join(missing)}"
         )
-    if version != source_version() or f"\nVersion: {source_version()}\n" not in metadata:
-        errors.append(f"version {version} is not xyra/_version.py's {source_version()}")
+    expected_version = source_version(source)
+    if version != expected_version or f"\nVersion: {expected_version}\n" not in metadata:
+        errors.append(f"version {version} is not xyra/_version.py's {expected_version}")
     if not re.search(r"^xyra\s*=\s*xyra\.__main__:main\s*$", entry_points, re.M):
         errors.append("no console script xyra = xyra.__main__:main")
 
