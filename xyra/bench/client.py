@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from xyra._core.loadgen import (
@@ -158,6 +159,11 @@ async def close_all(conns: list[Connection], timeout: float) -> None:
         c.abort()
 
 
+def identity(conn: Connection) -> Connection:
+    """A protocol factory's body for a connection made beforehand."""
+    return conn
+
+
 def payload_frame(w: wl.Workload) -> bytes:
     """The one pre-masked frame a workload's connections send, over and over."""
     payload = (b"\xa5" if w.binary else b"x") * w.size
@@ -212,6 +218,11 @@ async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     return result
 
 
+def all_received(members: list[Connection]) -> bool:
+    """Whether every connection in ``members`` has received a message."""
+    return all(s.received for s in members)
+
+
 async def all_subscribed(
     topics: list[Topic],
     publishers: list[Connection],
@@ -226,11 +237,11 @@ async def all_subscribed(
     """
     deadline = time.monotonic() + timeout
     for pub, members in zip(publishers, subs, strict=True):
-        while not all(s.received for s in members):
+        while not all_received(members):
             if time.monotonic() > deadline:
                 return False
             pub.send_messages(1)
-            await wait_until(lambda m=members: all(s.received for s in m), 0.2)
+            await wait_until(partial(all_received, members), 0.2)
     # Let the last probes land before the counters start over.
     last = -1
     while stats.messages != last and time.monotonic() < deadline:
@@ -343,14 +354,17 @@ async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
             conn = Connection(loop, stats, role=CYCLE, mask_key=MASK_KEY)
             timer = loop.call_later(CYCLE_TIMEOUT, me.cancel)
             try:
-                await loop.create_connection(lambda c=conn: c, HOST, spec.port)
+                await loop.create_connection(partial(identity, conn), HOST, spec.port)
                 await conn.done
             except (OSError, asyncio.CancelledError) as exc:
                 conn.abort()
                 if not running:
                     return
                 if isinstance(exc, asyncio.CancelledError):
-                    me.uncancel()
+                    # Python 3.11+ counts cancellations; 3.10 has nothing to undo.
+                    uncancel = getattr(me, "uncancel", None)
+                    if uncancel is not None:
+                        uncancel()
                     exc = TimeoutError(f"cycle took over {CYCLE_TIMEOUT:g} s")
                 errors.append(f"{type(exc).__name__}: {exc}")
                 if len(errors) > 100:

@@ -21,11 +21,19 @@ from typing import IO
 LIVE: set[subprocess.Popen[bytes]] = set()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
-try:  # loaded here, not in the forked child
-    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-    _libc.prctl  # noqa: B018 - Linux only
-except (OSError, AttributeError):
-    _libc = None
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    """libc for prctl, loaded here and not in the forked child (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl  # noqa: B018 - raises AttributeError where there is none
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_libc = _load_libc()
 
 
 def raise_nofile() -> int:
