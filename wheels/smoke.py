@@ -2,8 +2,8 @@
 
 usage: python smoke.py SOURCE_ROOT
 
-1. ``import xyra`` resolves to the venv (not to SOURCE_ROOT), and ``xyra --version``
-   (the console script) prints the package's version;
+1. ``import xyra`` resolves to the venv (not to SOURCE_ROOT), ``xyra --version``
+   (the console script) prints the package's version, ``xyra bench --help`` works;
 2. an App with an echo route served by ``await app.start()`` on 127.0.0.1 (port 0)
    answers a handshake and one masked text frame sent with plain asyncio streams,
    then completes the close handshake;
@@ -158,7 +158,9 @@ def main(argv: list[str]) -> int:
     bindir = Path(sys.executable).parent
     out = subprocess.run([bindir / "xyra", "--version"], capture_output=True, text=True)
     check(out.stdout.strip() == f"xyra {xyra.__version__}", f"xyra --version: {out.stdout!r}")
-    print(f"smoke: xyra {xyra.__version__} from {where.parent}")
+    out = subprocess.run([bindir / "xyra", "bench", "--help"], capture_output=True, text=True)
+    check(out.returncode == 0 and "usage: xyra bench" in out.stdout, f"xyra bench --help: {out}")
+    print(f"smoke: xyra {xyra.__version__} from {where.parent}; xyra bench --help ok")
     asyncio.run(echo_check())
     examples = source / "examples"
     work = Path.cwd()

@@ -10,6 +10,9 @@ from typing import Any
 
 from xyra._core.connection import Hub, RouteConfig
 
+def tune_malloc() -> bool:
+    """Keep freed large buffers for reuse (glibc): see tune.h. True if applied."""
+
 class ServerContext:
     """What the protocols of one listening server share."""
 
