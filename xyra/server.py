@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from xyra._core.protocol import ServerContext, ServerProtocol
+from xyra._core.protocol import ServerContext, ServerProtocol, tune_malloc
 from xyra._core.pubsub import PubSubHub
 from xyra.http import Request, Response
 
@@ -53,6 +54,8 @@ class Server:
         self.port = 0
 
     async def start(self, host: str, port: int, **kwargs: Any) -> None:
+        if os.environ.get("XYRA_TUNE_MALLOC", "1") != "0":
+            tune_malloc()
         if kwargs.get("ssl") is not None:
             self.context.scheme = "https"
         await run_hooks(self.app._startup)

@@ -258,6 +258,8 @@ cdef class WebSocket(Parser):
         cdef double idle
         if self.lost:
             return 0
+        if now - self.last_rx >= 0.5:
+            self.release_input()  # idle connections own no input buffers
         if self.state == CLOSING:
             if now >= self.close_deadline:
                 self.state = CLOSED

@@ -58,6 +58,7 @@ cdef class Parser:
     cdef int _dispatch(self, unsigned char* payload) except -1
     cdef int _close_frame(self, unsigned char* payload, Py_ssize_t length) except -1
     cdef void release_buffers(self) noexcept
+    cdef void release_input(self) noexcept
     cdef Py_ssize_t buffered_input(self) noexcept
 
     # hooks (a test subclass records them; Connection acts on them)

@@ -29,8 +29,6 @@ if _shared == NULL:
 
 # Room kept after a partial frame header, and the smallest owned buffer.
 DEF MIN_OWN = 2048
-# A finished fragmented-message buffer larger than this is freed, not kept.
-DEF KEEP_MSG = 16384
 
 
 cdef object shared_view():
@@ -168,13 +166,25 @@ cdef class Parser:
         self.end += nbytes
         used = self._parse(self.buf + self.start, self.end - self.start)
         self.start += used
-        if self.finished or (self.start == self.end and not self.in_payload):
-            # Nothing pending: give the memory back, idle connections own no buffer.
-            if self.buf != NULL:
-                PyMem_Free(self.buf)
-                self.buf = NULL
-            self.cap = self.start = self.end = 0
+        if self.finished:
+            self.release_input()
+        elif self.start == self.end and not self.in_payload:
+            # Nothing pending: later reads go to the shared buffer again. The owned one
+            # is kept for the next split frame while the connection is busy, and freed
+            # by release_input() once it is idle.
+            self.start = self.end = 0
         return 0
+
+    cdef void release_input(self) noexcept:
+        """Free the owned input buffers if they hold nothing pending."""
+        if self.buf != NULL and (self.finished or (self.start == self.end and not self.in_payload)):
+            PyMem_Free(self.buf)
+            self.buf = NULL
+            self.cap = self.start = self.end = 0
+        if self.msg != NULL and (self.finished or self.msg_opcode == 0):
+            PyMem_Free(self.msg)
+            self.msg = NULL
+            self.msg_cap = self.msg_len = 0
 
     cdef int feed_bytes(self, const unsigned char* data, Py_ssize_t n) except -1:
         """Parse bytes that did not arrive through get_buffer (e.g. after the HTTP head).
@@ -359,12 +369,7 @@ cdef class Parser:
             return self._fail(1007, "text message ends inside a UTF-8 sequence")
         length = self.msg_len
         self.msg_len = 0
-        self.on_message(op, self.msg, length, self.msg_compressed)
-        if self.msg_cap > KEEP_MSG and self.msg != NULL:
-            PyMem_Free(self.msg)
-            self.msg = NULL
-            self.msg_cap = 0
-        return 0
+        return self.on_message(op, self.msg, length, self.msg_compressed)
 
     cdef int _close_frame(self, unsigned char* payload, Py_ssize_t length) except -1:
         cdef int code

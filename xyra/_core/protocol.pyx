@@ -24,6 +24,15 @@ from xyra.handshake import (
 )
 
 
+cdef extern from "tune.h":
+    int xyra_tune_malloc()
+
+
+def tune_malloc() -> bool:
+    """Keep freed large buffers for reuse (glibc): see tune.h. True if applied."""
+    return xyra_tune_malloc() != 0
+
+
 class _BodyTooLarge(Exception):
     pass
 
