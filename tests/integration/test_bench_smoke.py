@@ -68,9 +68,44 @@ def check(w: wl.Workload, sample: dict) -> None:
     elif w.kind == wl.IDLE:
         assert checks["opened"] == checks["requested"] == w.connections
         assert checks["lost"] == 0
+    elif w.kind == wl.MEMORY:
+        assert checks["opened"] == checks["requested"] == w.connections
+        assert checks["sent"] == checks["received"] == w.connections * w.messages
+        assert checks["lost"] == 0 and checks["drained"]
+        assert checks["rss_after"] > checks["rss_before"]
+    if w.payload == "json":
+        check_compression(w, sample)
     if sample["server_cpu"] is not None:
         assert 0 < sample["server_cpu"] <= 1.5
         assert sample["per_server_cpu_s"] > 0
+
+
+def check_compression(w: wl.Workload, sample: dict) -> None:
+    """The compression workloads: negotiated (or not) everywhere, every message received
+    compressed (or none), a plausible size on the wire and per connection."""
+    checks = sample["checks"]
+    receivers = w.topics * w.subscribers if w.kind == wl.PUBSUB else w.connections
+    received = checks["received_messages"]
+    assert received > 0
+    assert checks["message_bytes"] == pytest.approx(w.size, rel=0.05)
+    if w.deflate:
+        assert checks["negotiated"] == receivers, "every handshake accepted permessage-deflate"
+        assert checks["compressed"] == received, "every message arrived with RSV1 set"
+        # The JSON deflates about 3x on its own (pub/sub), better with context (dedicated).
+        assert checks["wire_bytes"] < checks["message_bytes"] / 2
+    else:
+        assert checks["negotiated"] == 0 and checks["compressed"] == 0
+        assert checks["wire_bytes"] == pytest.approx(checks["message_bytes"], rel=0.05)
+    if w.kind == wl.PUBSUB and w.deflate:
+        inflate = checks["inflate_check"]
+        assert inflate["negotiated"] and inflate["rsv1"] and inflate["inflated"], inflate
+    if w.kind == wl.MEMORY:
+        # A compressor and a decompressor with full windows cost about 190 KiB (zlib's
+        # own figure); without compression a connection costs a few KiB.
+        if w.deflate:
+            assert 64 * 1024 < sample["value"] < 1024 * 1024, sample["value"]
+        else:
+            assert sample["value"] < 64 * 1024, sample["value"]
 
 
 @pytest.mark.timeout(180)

@@ -32,6 +32,8 @@ class FrameCounter:
     frames: int
     payload_bytes: int
     mismatched: int
+    compressed: int
+    """Messages whose first frame had RSV1 set (permessage-deflate)."""
     expect_length: int
     expect_opcode: int
     flags: int
@@ -78,6 +80,8 @@ class Connection(asyncio.BufferedProtocol):
     running: bool
     lost: bool
     closing: bool
+    deflate: bool
+    """The server accepted permessage-deflate in its handshake response."""
     opened: asyncio.Future[None]
     done: asyncio.Future[None]
     error: str | None
@@ -95,6 +99,8 @@ class Connection(asyncio.BufferedProtocol):
         mask_key: bytes = b"\x12\x34\x56\x78",
         expect_length: int = -1,
         expect_opcode: int = -1,
+        frames: list[bytes] | None = None,
+        extensions: bytes | None = None,
     ) -> None: ...
     def get_buffer(self, sizehint: int) -> bytearray: ...
     def buffer_updated(self, nbytes: int) -> None: ...

@@ -14,6 +14,11 @@ It must never be the bottleneck, so the per-message path does no Python work:
   and nothing is kept between reads but a partial header), so 10k idle client
   connections cost no read buffers.
 
+For the compression workloads a connection can offer permessage-deflate in its
+handshake (``extensions``) and send a rotation of different pre-built frames
+(``frames``); it never inflates: it counts the messages that arrive compressed
+(RSV1 set on their first frame).
+
 The cold paths (the HTTP upgrade, pings, close frames) use plain Python objects.
 """
 
@@ -59,6 +64,7 @@ cdef struct Header:
     uint64_t length
     int opcode
     int fin
+    int rsv1
     int masked
     uint8_t key[4]
 
@@ -71,6 +77,7 @@ cdef inline Py_ssize_t _parse_header(const uint8_t* p, Py_ssize_t n, Header* h) 
     if n < 2:
         return 0
     h.fin = p[0] >> 7
+    h.rsv1 = (p[0] >> 6) & 1
     h.opcode = p[0] & 0x0F
     h.masked = p[1] >> 7
     length = p[1] & 0x7F
@@ -201,7 +208,8 @@ cdef class FrameCounter:
     bytes) and control payloads (at most 125 bytes) are kept between reads.
     With ``expect_length >= 0`` every message whose opcode or length differs from
     ``expect_opcode``/``expect_length`` is counted in ``mismatched``: the proof that
-    the peer really echoed what was sent.
+    the peer really echoed what was sent. ``compressed`` counts the messages whose
+    first frame had RSV1 set (permessage-deflate); they are counted, not inflated.
     """
 
     cdef:
@@ -211,9 +219,10 @@ cdef class FrameCounter:
         uint64_t remaining          # its payload bytes still to come
         uint64_t msg_length         # payload bytes of the message so far
         int msg_opcode
+        int msg_rsv1
         uint8_t ctrl[125]
         Py_ssize_t ctrl_len
-        readonly long long messages, frames, payload_bytes, mismatched
+        readonly long long messages, frames, payload_bytes, mismatched, compressed
         readonly long long expect_length
         readonly int expect_opcode
         readonly int flags          # _F_* bits the owner has not handled yet
@@ -312,11 +321,13 @@ cdef class FrameCounter:
         self.payload_bytes += self.h.length
         if self.h.opcode != 0:
             self.msg_opcode = self.h.opcode
+            self.msg_rsv1 = self.h.rsv1
             self.msg_length = 0
         self.msg_length += self.h.length
         if not self.h.fin:
             return 0
         self.messages += 1
+        self.compressed += self.msg_rsv1
         if self.expect_length >= 0 and (
             self.msg_length != <uint64_t>self.expect_length
             or self.msg_opcode != self.expect_opcode
@@ -417,7 +428,7 @@ cdef class Topic:
 
 
 cdef dict _close_frames = {}   # mask key -> close frame (code 1000)
-cdef dict _requests = {}       # (path, host) -> upgrade request
+cdef dict _requests = {}       # (path, host, extensions) -> upgrade request
 
 
 cdef class _ProtocolBase:
@@ -431,7 +442,11 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
 
     ``path`` None means a raw TCP connection with no HTTP upgrade, for the raw echo
     server that returns the client's (masked) frames as they are. ``frame`` is one
-    pre-built masked client frame; ``window`` of them may be in flight.
+    pre-built masked client frame; ``window`` of them may be in flight. ``frames``
+    instead is a list of different pre-built frames, sent in turn, round and round
+    (``window`` consecutive ones are pre-joined, so a send is one slice, one write).
+    ``extensions`` is the value of a ``Sec-WebSocket-Extensions`` request header
+    (None: none); ``deflate`` says whether the server accepted permessage-deflate.
     """
 
     cdef:
@@ -443,12 +458,15 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         bytes request
         bytearray hbuf
         list batches                 # batches[k]: k frames joined, 1 <= k <= window
+        bytes cycle                  # `frames` mode: frames 0..n-1, then 0..window-1 again
+        list offsets                 # offsets[i]: where frame i starts in `cycle`
+        Py_ssize_t nframes, next_frame
         bytes close_frame
         bytes mask_key
         Py_ssize_t window
         readonly int role
         readonly long long sent, received
-        readonly bint is_open, running, lost, closing
+        readonly bint is_open, running, lost, closing, deflate
         readonly object opened       # Future: the handshake completed (or failed)
         readonly object done         # Future: the connection is gone (or a cycle ended)
         readonly str error
@@ -456,7 +474,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
     def __init__(self, loop, Stats stats, *, path=b"/", host=b"127.0.0.1", int role=_ECHO,
                  bytes frame=None, Py_ssize_t window=1, Topic topic=None,
                  bytes mask_key=b"\x12\x34\x56\x78", long long expect_length=-1,
-                 int expect_opcode=-1):
+                 int expect_opcode=-1, list frames=None, bytes extensions=None):
         self.stats = stats
         self.role = role
         self.topic = topic
@@ -468,18 +486,29 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.batches = [b""]
         if frame is not None:
             self.batches += [frame * k for k in range(1, window + 1)]
+        if frames:
+            if frame is not None:
+                raise ValueError("pass frame or frames, not both")
+            self.nframes = len(frames)
+            self.offsets = [0]
+            for i in range(self.nframes + window):
+                self.offsets.append(self.offsets[-1] + len(<bytes>frames[i % self.nframes]))
+            self.cycle = b"".join([frames[i % self.nframes] for i in range(self.nframes + window)])
         # The `connect` workload makes thousands of these per second: build the
         # constant parts once per process.
         self.close_frame = _close_frames.get(mask_key)
         if self.close_frame is None:
             self.close_frame = _close_frames[mask_key] = build_frame(b"\x03\xe8", 8, mask_key)
         if path is not None:
-            self.request = _requests.get((path, host))
+            self.request = _requests.get((path, host, extensions))
             if self.request is None:
-                self.request = _requests[(path, host)] = (
+                self.request = _requests[(path, host, extensions)] = (
                     b"GET " + path + b" HTTP/1.1\r\nHost: " + host
                     + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-                    + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                    + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n"
+                    + (b"" if extensions is None
+                       else b"Sec-WebSocket-Extensions: " + extensions + b"\r\n")
+                    + b"\r\n"
                 )
 
     # -- asyncio protocol callbacks ---------------------------------------------------
@@ -544,7 +573,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
 
     def start(self):
         """Fill the window (echo role)."""
-        if self.is_open and len(self.batches) > 1:
+        if self.is_open and (len(self.batches) > 1 or self.cycle is not None):
             self.running = True
             self._send(self.window)
 
@@ -589,6 +618,18 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
 
     cdef void _send(self, Py_ssize_t k) except *:
         cdef Py_ssize_t last = PyList_GET_SIZE(self.batches) - 1
+        cdef Py_ssize_t take
+        if self.cycle is not None:
+            if self.lost or k <= 0:
+                return
+            self.sent += k
+            while k > 0:
+                take = k if k <= self.window else self.window
+                self._write(self.cycle[<Py_ssize_t>self.offsets[self.next_frame]:
+                                       <Py_ssize_t>self.offsets[self.next_frame + take]])
+                self.next_frame = (self.next_frame + take) % self.nframes
+                k -= take
+            return
         if last < 1 or self.lost:
             return
         self.sent += k
@@ -624,6 +665,10 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         head = data[:end]
         if not head.startswith(b"HTTP/1.1 101") or HANDSHAKE_ACCEPT not in head:
             return self._fail("upgrade refused: " + head.split(b"\r\n", 1)[0].decode("latin-1"))
+        if b"permessage-deflate" in head:
+            for line in head.lower().split(b"\r\n"):
+                if line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line:
+                    self.deflate = True
         self._on_open()
         # Bytes after the head are frames, all of them in this read's tail.
         return nbytes - (len(data) - end - 4)

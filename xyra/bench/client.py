@@ -30,6 +30,7 @@ from xyra._core.loadgen import (
     Topic,
     build_frame,
 )
+from xyra.bench import payloads
 from xyra.bench import workloads as wl
 from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
 
@@ -44,6 +45,11 @@ STALL_PERIOD = 2.0
 CLOSE_WAIT = 5.0
 # The longest one connect-upgrade-close cycle may take.
 CYCLE_TIMEOUT = 5.0
+# How many different JSON messages a publisher sends in turn ("json" payloads).
+JSON_VARIANTS = 64
+# Quiet time before reading the server's RSS (Xyra frees an idle connection's input
+# buffer after 0.5 s).
+MEMORY_SETTLE = 2.0
 
 
 @dataclass
@@ -170,6 +176,97 @@ def payload_frame(w: wl.Workload) -> bytes:
     return build_frame(payload, 2 if w.binary else 1, MASK_KEY)
 
 
+def json_frames(messages: list[bytes], compress: bool) -> list[bytes]:
+    """Pre-masked TEXT frames of ``messages``, each deflated on its own with RSV1 set
+    if ``compress``."""
+    frames = []
+    for m in messages:
+        if compress:
+            frame = build_frame(payloads.deflate_message(m), 1, MASK_KEY)
+            frames.append(bytes([frame[0] | 0x40]) + frame[1:])
+        else:
+            frames.append(build_frame(m, 1, MASK_KEY))
+    return frames
+
+
+def mean(total: float, count: int) -> float | None:
+    return total / count if count else None
+
+
+async def upgrade(
+    port: int, path: str, extensions: bytes | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A plain asyncio WebSocket client handshake: reader, writer and the response head."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n".encode()
+        + (b"Sec-WebSocket-Extensions: " + extensions + b"\r\n" if extensions else b"")
+        + b"\r\n"
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        writer.close()
+        raise ConnectionError(f"upgrade refused: {head.splitlines()[0]!r}")
+    return reader, writer, head
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: its first byte (FIN, RSV, opcode) and its payload."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    if b1 & 0x80:
+        raise ValueError("masked frame from the server")
+    return b0, await reader.readexactly(n)
+
+
+async def check_inflate(port: int, route: str, message: bytes, timeout: float) -> dict[str, Any]:
+    """Publish ``message`` to a subscriber that offers permessage-deflate, inflate what
+    arrives and compare: the proof that the counted frames carry the real data.
+
+    On its own topic, before the measurement (a Python client, slow but exact).
+    """
+    path = f"{route}?topic=inflate-check"
+    result: dict[str, Any] = {"negotiated": False, "rsv1": False, "inflated": False}
+    sub_r, sub_w, head = await upgrade(port, path, wl.OFFER)
+    try:
+        _, pub_w, _ = await upgrade(port, path, None)
+    except BaseException:
+        sub_w.close()
+        raise
+    try:
+        for line in head.lower().split(b"\r\n"):
+            if line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line:
+                result["negotiated"] = True
+        frame = build_frame(message, 1, MASK_KEY)
+        deadline = time.monotonic() + timeout
+        got: tuple[int, bytes] | None = None
+        while got is None and time.monotonic() < deadline:
+            # Resent until it arrives: the server may subscribe after the 101.
+            pub_w.write(frame)
+            try:
+                got = await asyncio.wait_for(read_frame(sub_r), 0.5)
+            except asyncio.TimeoutError:
+                continue
+        if got is None:
+            raise TimeoutError("the inflate check message never arrived")
+        first, payload = got
+        result["rsv1"] = bool(first & 0x40)
+        result["wire_bytes"] = len(payload)
+        result["message_bytes"] = len(message)
+        data = payloads.inflate_message(payload) if first & 0x40 else payload
+        result["inflated"] = data == message
+    finally:
+        for w in (sub_w, pub_w):
+            w.close()
+    return result
+
+
 async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stats = Stats()
@@ -252,11 +349,27 @@ async def all_subscribed(
 
 async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    frame = payload_frame(w)
     opcode = 2 if w.binary else 1
     probe_stats = Stats()
     topics = [Topic(w.subscribers, w.window) for _ in range(w.topics)]
-    paths = [b"/pubsub?topic=t%d" % i for i in range(w.topics)]
+    route = (w.route or "/pubsub").encode()
+    paths = [route + b"?topic=t%d" % i for i in range(w.topics)]
+    messages: list[bytes] = []
+    frame: bytes | None = None
+    frames: list[bytes] | None = None
+    inflate: dict[str, Any] | None = None
+    if w.payload == "json":
+        # Different messages in turn, each sent plain: the server compresses them.
+        messages = payloads.json_messages(JSON_VARIANTS, w.size)
+        frames = json_frames(messages, compress=False)
+        if w.deflate:
+            inflate = await check_inflate(
+                spec.port, w.route or "/pubsub", messages[0], spec.timeout
+            )
+    else:
+        frame = payload_frame(w)
+    expect_length = -1 if messages else w.size
+    extensions = wl.OFFER if w.deflate else None
 
     def subscriber(i: int) -> Callable[[], Connection]:
         return lambda: Connection(
@@ -266,8 +379,9 @@ async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
             role=SUBSCRIBER,
             topic=topics[i],
             mask_key=MASK_KEY,
-            expect_length=w.size,
+            expect_length=expect_length,
             expect_opcode=opcode,
+            extensions=extensions,
         )
 
     def publisher(i: int) -> Callable[[], Connection]:
@@ -277,6 +391,7 @@ async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
             path=paths[i],
             role=PUBLISHER,
             frame=frame,
+            frames=frames,
             window=w.window,
             mask_key=MASK_KEY,
         )
@@ -333,9 +448,31 @@ async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
             "drained": drained,
             "reads": stats.reads,
         }
+        if messages:
+            result["checks"].update(compression_checks(subs, messages, inflate))
         return result
     finally:
         await close_all(everyone, spec.timeout)
+
+
+def compression_checks(
+    groups: list[list[Connection]], messages: list[bytes], inflate: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the receivers of "json" messages saw: how many negotiated permessage-deflate,
+    how many messages arrived compressed, their mean size on the wire (every message
+    received, probes included) against the mean size of the messages sent."""
+    receivers = [c for group in groups for c in group]
+    received = sum(c.parser.messages for c in receivers)
+    checks: dict[str, Any] = {
+        "negotiated": sum(c.deflate for c in receivers),
+        "received_messages": received,
+        "compressed": sum(c.parser.compressed for c in receivers),
+        "wire_bytes": mean(sum(c.parser.payload_bytes for c in receivers), received),
+        "message_bytes": mean(sum(len(m) for m in messages), len(messages)),
+    }
+    if inflate is not None:
+        checks["inflate_check"] = inflate
+    return checks
 
 
 async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
@@ -427,7 +564,81 @@ async def run_idle(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     return result
 
 
-RUNNERS = {wl.ECHO: run_echo, wl.PUBSUB: run_pubsub, wl.CONNECT: run_connect, wl.IDLE: run_idle}
+async def run_memory(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    """Server memory per connection once every connection has exchanged messages.
+
+    Each connection sends ``w.messages`` different JSON messages (compressed, each on
+    its own, when the workload offers permessage-deflate) and receives them back; the
+    figure is the server's VmRSS growth over ``w.connections`` such connections.
+    """
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    messages = payloads.json_messages(w.messages, w.size)
+    frames = json_frames(messages, compress=w.deflate)
+    extensions = wl.OFFER if w.deflate else None
+    path = (w.route or "/").encode()
+
+    def factory() -> Connection:
+        return Connection(
+            loop,
+            stats,
+            path=path,
+            role=ECHO,
+            frames=frames,
+            window=len(frames),
+            mask_key=MASK_KEY,
+            extensions=extensions,
+        )
+
+    async def exchange(conns: list[Connection]) -> bool:
+        # Not started: each reply is counted and sends nothing more.
+        for c in conns:
+            c.send_messages(len(frames))
+        return await wait_quiet(
+            lambda: all(c.received >= c.sent or c.lost for c in conns),
+            lambda: stats.messages,
+            spec.timeout,
+        )
+
+    # As for idle_10k: one-time costs (here the first compressors too) go to the baseline.
+    warm = await open_many(spec.port, [factory] * 100, spec.timeout)
+    await exchange(warm)
+    await asyncio.sleep(MEMORY_SETTLE)
+    before = rss_bytes(spec.server_pid)
+    conns = await open_many(spec.port, [factory] * w.connections, spec.timeout * 4, must_all=False)
+    drained = await exchange(conns)
+    await asyncio.sleep(max(MEMORY_SETTLE, spec.warmup))
+    after = rss_bytes(spec.server_pid)
+    result = {
+        "value": (after - before) / max(1, len(conns)),
+        "count": len(conns),
+        "seconds": None,
+        "server_cpu": None,
+        "per_server_cpu_s": None,
+        "client_cpu": None,
+        "checks": {
+            "requested": w.connections,
+            "opened": len(conns),
+            "sent": sum(c.sent for c in conns),
+            "received": sum(c.received for c in conns),
+            "lost": stats.lost,
+            "drained": drained,
+            "rss_before": before,
+            "rss_after": after,
+            **compression_checks([conns], messages, None),
+        },
+    }
+    await close_all(warm + conns, spec.timeout)
+    return result
+
+
+RUNNERS = {
+    wl.ECHO: run_echo,
+    wl.PUBSUB: run_pubsub,
+    wl.CONNECT: run_connect,
+    wl.IDLE: run_idle,
+    wl.MEMORY: run_memory,
+}
 
 
 async def run(spec: Spec) -> dict[str, Any]:

@@ -43,6 +43,9 @@ class Peer:
         """None if the peer can run ``w``, else why not."""
         if self.raw and not w.echo_only:
             return "raw TCP echo: echo workloads only"
+        if w.peers and self.name not in w.peers:
+            who = " and ".join(w.peers)
+            return f"its route is served only by the {who} adapter{'s' if len(w.peers) > 1 else ''}"
         return self.skips.get(w.name)
 
     def command(self, port: int) -> list[str]:

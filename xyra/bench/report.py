@@ -145,8 +145,56 @@ def table(rows: list[dict[str, Any]]) -> str:
             elif r["skipped"]:
                 out.append(f"  {r['label']:<30} skipped: {r['skipped']}")
         out.append("")
+    compression = compression_figures(rows)
+    if compression:
+        out += ["permessage-deflate (each workload against its _off baseline):", *compression, ""]
     out.extend(sorted(notes))
     return "\n".join(out).rstrip() + "\n"
+
+
+# A compression workload and its baseline: the same load without permessage-deflate.
+COMPRESSION_PAIRS = (
+    ("pubsub_deflate", "pubsub_deflate_off"),
+    ("dedicated_memory", "dedicated_memory_off"),
+)
+
+
+def _check_median(r: dict[str, Any], key: str) -> float | None:
+    values = [s["checks"][key] for s in r["samples"] if s.get("checks", {}).get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def compression_figures(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per peer that ran a compression workload and its baseline: the rate
+    ratio and wire size (pub/sub), or memory per connection with and without."""
+    by = {(r["workload"], r["peer"]): r for r in rows}
+    lines = []
+    for name, base in COMPRESSION_PAIRS:
+        for r in rows:
+            b = by.get((base, r["peer"]))
+            if r["workload"] != name or b is None or r["median"] is None or b["median"] is None:
+                continue
+            wire, size = _check_median(r, "wire_bytes"), _check_median(r, "message_bytes")
+            if r["unit"] == "bytes/conn":
+                lines.append(
+                    f"  {name}, {r['label']}: {r['median'] / 1024:.0f} KiB per connection with"
+                    f" compression, {b['median'] / 1024:.1f} KiB without:"
+                    f" {(r['median'] - b['median']) / 1024:.0f} KiB for its compressor and"
+                    " decompressor"
+                )
+                continue
+            text = (
+                f"  {name}, {r['label']}: {human(r['median'])} {r['unit']} compressed,"
+                f" {human(b['median'])} uncompressed: {r['median'] / b['median']:.2f}x"
+            )
+            ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
+            if ours and theirs:
+                text += f" (per server CPU-s {ours / theirs:.2f}x)"
+            if wire and size:
+                text += f"; {wire:.0f} bytes on the wire per {size:.0f}-byte message"
+                text += f" ({size / wire:.2f}x smaller)"
+            lines.append(text)
+    return lines
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -203,6 +251,12 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if any(r["client_saturated"] for r in rows):
         lines.append("`!`: the load client's core was saturated; the figure is a lower bound.")
+    compression = compression_figures(rows)
+    if compression:
+        if lines[-1]:
+            lines.append("")
+        lines += ["permessage-deflate, against the `_off` baselines:", ""]
+        lines += [f"* {line.strip()}" for line in compression]
     return "\n".join(lines).rstrip() + "\n"
 
 

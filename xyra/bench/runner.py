@@ -67,9 +67,11 @@ def client_spec(w: wl.Workload, peer: Peer, port: int, server_pid: int, s: Setti
 
 def hard_timeout(w: wl.Workload, s: Settings) -> float:
     """The longest a load process may live before it is killed."""
-    setup = {wl.IDLE: 6 * s.setup_timeout, wl.PUBSUB: 4 * s.setup_timeout}.get(
-        w.kind, 3 * s.setup_timeout
-    )
+    setup = {
+        wl.IDLE: 6 * s.setup_timeout,
+        wl.MEMORY: 6 * s.setup_timeout,
+        wl.PUBSUB: 4 * s.setup_timeout,
+    }.get(w.kind, 3 * s.setup_timeout)
     return s.warmup + s.duration + setup + 10
 
 
@@ -171,6 +173,15 @@ def describe(w: wl.Workload, sample: dict[str, Any]) -> str:
         for k, v in checks.items()
         if k in ("mismatched", "lost", "stalls", "errors") and v
     ]
+    if w.payload == "json":
+        compressed, received = checks.get("compressed"), checks.get("received_messages")
+        if w.deflate and compressed != received:
+            bad.append(f"compressed {compressed} of {received}")
+        if not w.deflate and compressed:
+            bad.append(f"{compressed} compressed without permessage-deflate")
+        inflate = checks.get("inflate_check")
+        if inflate is not None and not inflate.get("inflated"):
+            bad.append("inflate check failed")
     if bad:
         text += "  (" + ", ".join(bad) + ")"
     return text

@@ -10,6 +10,13 @@ ECHO = "echo"  # connections x window messages in flight, each reply sends one m
 PUBSUB = "pubsub"  # publishers pipeline messages, subscribers count deliveries
 CONNECT = "connect"  # parallel loops of handshake + close handshake
 IDLE = "idle"  # open many connections, read the server's RSS growth
+MEMORY = "memory"  # open many connections, exchange a few messages on each, read RSS growth
+
+# Where the adapters serve the compression routes (xyra, socketify).
+PUBSUB_DEFLATE_ROUTE = "/pubsub_deflate"  # compression "shared", publish(compress=True)
+ECHO_DEFLATE_ROUTE = "/echo_deflate"  # compression "dedicated", send(compress=True)
+DEFLATE_PEERS = ("xyra", "socketify")  # pub/sub; the memory workloads are Xyra's own
+OFFER = b"permessage-deflate"  # what browsers offer, less client_max_window_bits
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,15 @@ class Workload:
     unit: str = "msg/s"
     higher_is_better: bool = True
     default: bool = True  # part of a run that names no workloads
+    payload: str = "fill"  # "fill": `size` repeated bytes; "json": different JSON messages
+    route: str = ""  # the adapter route ("": the kind's usual one)
+    deflate: bool = False  # the client offers permessage-deflate (and compresses, if it sends)
+    messages: int = 0  # memory: messages each connection sends (and gets back)
+    peers: tuple[str, ...] = ()  # the only peers with the route (empty: every peer)
+
+    def __post_init__(self) -> None:
+        # From JSON (the load process) a tuple arrives as a list.
+        object.__setattr__(self, "peers", tuple(self.peers))
 
     @property
     def echo_only(self) -> bool:
@@ -36,7 +52,7 @@ class Workload:
 
     def scaled(self, quick: bool) -> Workload:
         """The workload as ``--quick`` runs it (smaller where size dominates the time)."""
-        if quick and self.kind == IDLE:
+        if quick and self.kind in (IDLE, MEMORY):
             return Workload(**{**asdict(self), "connections": min(self.connections, 1000)})
         return self
 
@@ -115,6 +131,73 @@ WORKLOADS: dict[str, Workload] = {
             connections=10_000,
             unit="bytes/conn",
             higher_is_better=False,
+        ),
+        Workload(
+            "pubsub_deflate",
+            PUBSUB,
+            "1 topic, 1000 subscribers offering permessage-deflate, 1 publisher pipelining 16"
+            " different ~1.1 KiB JSON messages, published with compress=True (shared"
+            " compressor); run it by name",
+            window=16,
+            size=1124,
+            topics=1,
+            subscribers=1000,
+            unit="deliveries/s",
+            default=False,
+            payload="json",
+            route=PUBSUB_DEFLATE_ROUTE,
+            deflate=True,
+            peers=DEFLATE_PEERS,
+        ),
+        Workload(
+            "pubsub_deflate_off",
+            PUBSUB,
+            "pubsub_deflate's baseline: the same route, messages and load, but the"
+            " subscribers do not offer permessage-deflate (sent uncompressed); run it by name",
+            window=16,
+            size=1124,
+            topics=1,
+            subscribers=1000,
+            unit="deliveries/s",
+            default=False,
+            payload="json",
+            route=PUBSUB_DEFLATE_ROUTE,
+            peers=DEFLATE_PEERS,
+        ),
+        Workload(
+            "dedicated_memory",
+            MEMORY,
+            "server memory per connection with a dedicated compressor: 1000 connections"
+            " offering permessage-deflate each send 10 compressed ~8 KiB JSON messages and"
+            " get them back compressed (both 32 KiB windows filled); VmRSS growth / 1000;"
+            " run it by name",
+            connections=1000,
+            window=10,
+            size=8 * 1024,
+            unit="bytes/conn",
+            higher_is_better=False,
+            default=False,
+            payload="json",
+            route=ECHO_DEFLATE_ROUTE,
+            deflate=True,
+            messages=10,
+            peers=("xyra",),
+        ),
+        Workload(
+            "dedicated_memory_off",
+            MEMORY,
+            "dedicated_memory's baseline: the same route and messages, no permessage-deflate"
+            " offered (sent and echoed uncompressed); run it by name",
+            connections=1000,
+            window=10,
+            size=8 * 1024,
+            unit="bytes/conn",
+            higher_is_better=False,
+            default=False,
+            payload="json",
+            route=ECHO_DEFLATE_ROUTE,
+            messages=10,
+            peers=("xyra",),
         ),
         Workload(
             "echo_deep",

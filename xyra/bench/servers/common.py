@@ -6,6 +6,11 @@ An adapter is started as ``python -m xyra.bench.servers.NAME PORT``, listens on
 * ``/``: echo every message back with its opcode;
 * ``/pubsub?topic=NAME``: subscribe to NAME on open; publish every message received
   to NAME, to every subscriber but the sender.
+
+For the compression workloads the xyra and socketify adapters also serve
+``/pubsub_deflate?topic=NAME``: ``/pubsub`` on a route with a shared compressor,
+publishing with compression on. The xyra adapter serves ``/echo_deflate`` too: ``/``
+with a compressor per connection, sending with compression on.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ def topic_of(target: str | bytes) -> str | None:
     if isinstance(target, bytes):
         target = target.decode("latin-1")
     parts = urlsplit(target)
-    if parts.path == "/pubsub":
+    if parts.path in ("/pubsub", "/pubsub_deflate"):
         return parse_qs(parts.query).get("topic", ["default"])[0]
     if parts.path.startswith("/pubsub/"):
         return parts.path[len("/pubsub/") :] or "default"

@@ -6,6 +6,9 @@ the query string in the upgrade handler and rides on the socket's user data;
 ``app.publish``, which also sends to the sender, so publishing calls the native
 ``uws_ws_publish_with_options`` (uWS ``ws->publish``: every subscriber but the
 sender), as uWS users do.
+
+For the compression workload, ``/pubsub_deflate`` is ``/pubsub`` with uWS's
+``SHARED_COMPRESSOR``, publishing with compress on.
 """
 
 from __future__ import annotations
@@ -45,14 +48,30 @@ def build_app() -> App:
     def subscribe(ws: Any) -> None:
         ws.subscribe(ws.get_user_data())
 
-    def publish(ws: Any, message: Any, opcode: OpCode) -> None:
-        topic = ws.get_user_data().encode()
-        data = message.encode() if isinstance(message, str) else message
-        lib.uws_ws_publish_with_options(
-            app.SSL, ws.ws, topic, len(topic), data, len(data), int(opcode), False
-        )
+    def publisher(compress: bool) -> Any:
+        def publish(ws: Any, message: Any, opcode: OpCode) -> None:
+            topic = ws.get_user_data().encode()
+            data = message.encode() if isinstance(message, str) else message
+            lib.uws_ws_publish_with_options(
+                app.SSL, ws.ws, topic, len(topic), data, len(data), int(opcode), compress
+            )
 
-    app.ws("/pubsub", {**limits, "upgrade": upgrade, "open": subscribe, "message": publish})
+        return publish
+
+    app.ws(
+        "/pubsub",
+        {**limits, "upgrade": upgrade, "open": subscribe, "message": publisher(False)},
+    )
+    app.ws(
+        "/pubsub_deflate",
+        {
+            **limits,
+            "compression": CompressOptions.SHARED_COMPRESSOR,
+            "upgrade": upgrade,
+            "open": subscribe,
+            "message": publisher(True),
+        },
+    )
     return app
 
 

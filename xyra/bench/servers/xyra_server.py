@@ -2,7 +2,9 @@
 
 Echo is the one-liner from the docs; pub/sub uses Xyra's own topics: ``open``
 subscribes to the topic named in the request's query string and ``message``
-calls ``ws.publish`` (every subscriber but the sender).
+calls ``ws.publish`` (every subscriber but the sender). The compression routes
+are the same two with ``compression="shared"`` (pub/sub) and ``"dedicated"``
+(echo), sending with ``compress=True``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,25 @@ def publish(ws: WebSocket, message: str | bytes, opcode: Any) -> None:
     ws.publish(ws.data["topic"], message, opcode)
 
 
+def publish_compressed(ws: WebSocket, message: str | bytes, opcode: Any) -> None:
+    ws.publish(ws.data["topic"], message, opcode, compress=True)
+
+
+def echo_compressed(ws: WebSocket, message: str | bytes, opcode: Any) -> None:
+    ws.send(message, opcode, compress=True)
+
+
 def build_app() -> App:
     app = App()
     app.websocket("/", {"message": lambda ws, m, op: ws.send(m, op)}, **LIMITS)
     app.websocket("/pubsub", {"open": subscribe, "message": publish}, **LIMITS)
+    app.websocket(
+        "/pubsub_deflate",
+        {"open": subscribe, "message": publish_compressed},
+        compression="shared",
+        **LIMITS,
+    )
+    app.websocket("/echo_deflate", {"message": echo_compressed}, compression="dedicated", **LIMITS)
     return app
 
 
