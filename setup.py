@@ -10,6 +10,9 @@ Build modes come from the environment:
   the invariant checks inside the C helpers;
 * ``XYRA_SANITIZE=1``: ASan + UBSan instrumentation (implies the debug directives).
   Run the tests with ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``.
+* ``XYRA_FUZZ=1``: clang (``CC=clang`` unless ``CC`` is set), libFuzzer coverage +
+  ASan + UBSan, ``-O1 -g``, the debug directives. Run only under atheris with its
+  ``asan_with_fuzzer.so`` preloaded: see tests/fuzz/run.sh and docs/fuzzing.md.
 """
 
 import os
@@ -29,6 +32,10 @@ def _flag(name: str) -> bool:
 
 DEBUG = _flag("XYRA_DEBUG")
 SANITIZE = _flag("XYRA_SANITIZE")
+FUZZ = _flag("XYRA_FUZZ")
+MODE = "fuzz" if FUZZ else "sanitize" if SANITIZE else "debug" if DEBUG else "release"
+if FUZZ:
+    os.environ.setdefault("CC", "clang")  # LDSHARED follows CC (setuptools' customize_compiler)
 
 
 def _compile_args() -> tuple[list[str], list[str], list[tuple[str, str | None]]]:
@@ -37,7 +44,12 @@ def _compile_args() -> tuple[list[str], list[str], list[tuple[str, str | None]]]
     cflags = ["-std=c99", "-fno-strict-aliasing", "-Wno-unused-function"]
     ldflags: list[str] = []
     macros: list[tuple[str, str | None]] = []
-    if DEBUG or SANITIZE:
+    if FUZZ:
+        fuzz = ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=undefined"]
+        cflags += [*fuzz, "-fno-omit-frame-pointer", "-g", "-O1", "-UNDEBUG"]
+        ldflags += fuzz
+        macros.append(("XYRA_DEBUG", "1"))
+    elif DEBUG or SANITIZE:
         cflags += ["-O0", "-g3", "-UNDEBUG"]
         macros.append(("XYRA_DEBUG", "1"))
     else:
@@ -50,7 +62,7 @@ def _compile_args() -> tuple[list[str], list[str], list[tuple[str, str | None]]]
 
 
 def _directives() -> dict[str, object]:
-    debug = DEBUG or SANITIZE
+    debug = DEBUG or SANITIZE or FUZZ
     return {
         "language_level": "3",
         "embedsignature": True,
@@ -83,13 +95,10 @@ def _extensions() -> list[Extension]:
         compiler_directives=_directives(),
         # One folder of generated C per build mode, so switching modes never
         # reuses C generated with the other mode's directives.
-        build_dir=f"build/cython-{'sanitize' if SANITIZE else 'debug' if DEBUG else 'release'}",
+        build_dir=f"build/cython-{MODE}",
         force=_flag("XYRA_FORCE_CYTHON"),
         nthreads=0,
     )
-
-
-MODE = "sanitize" if SANITIZE else "debug" if DEBUG else "release"
 
 
 class ModeAwareBuildExt(build_ext):
