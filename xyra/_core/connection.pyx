@@ -36,6 +36,9 @@ cdef object DROPPED = SendStatus.DROPPED
 # Payloads at least this big are queued by reference (the caller's immutable bytes)
 # instead of being copied into the cork buffer.
 DEF LARGE = 65536
+# Published frames at least this big are queued by reference; smaller ones are cheaper
+# to copy into the cork than to track one by one.
+DEF SHARE_FRAME = 512
 
 
 cdef class RouteConfig:
@@ -507,7 +510,9 @@ cdef class WebSocket(Parser):
         if before >= self.route.max_backpressure:
             self._over_limit()
             return 0
-        if length >= LARGE:
+        if length >= SHARE_FRAME:
+            # The publish's one immutable frame goes out by reference: no copy per
+            # subscriber, and the flush hands the kernel all of them in one writev.
             self._seal()
             self.chunks.append(owner)
             self.queued += length
