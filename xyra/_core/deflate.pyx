@@ -462,6 +462,9 @@ cdef class Inflater:
                 # anything else means the payload did not end on a flush boundary.
                 if code == DEFLATE_OK and not self._ended and not (zs.data_type & 128):
                     code = DEFLATE_INVALID
+            # A final block can end the stream with the buffer full at max_size + 1.
+            if code == DEFLATE_OK and produced > max_size:
+                code = DEFLATE_TOO_BIG
             if code != DEFLATE_OK:
                 # The connection is about to close; leave a clean state anyway.
                 inflateReset(zs)

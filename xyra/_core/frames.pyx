@@ -29,6 +29,8 @@ if _shared == NULL:
 
 # Room kept after a partial frame header, and the smallest owned buffer.
 DEF MIN_OWN = 2048
+# The first step an owned buffer grows by for a big frame; then it doubles.
+DEF GROW_OWN = 65536
 
 
 cdef object shared_view():
@@ -113,10 +115,13 @@ cdef class Parser:
         if self.end == self.start and not self.in_payload:
             self.reading_shared = True
             return PyMemoryView_FromMemory(<char*>_shared, SHARED_SIZE, PyBUF_WRITE)
-        # A frame is split across reads: read the rest of it straight behind what we hold.
+        # A frame is split across reads: read the rest of it straight behind what we hold,
+        # growing with what actually arrived (at most doubling), so a header announcing a
+        # big frame costs its sender half of what it makes us hold.
         want = MIN_OWN
         if self.in_payload:
-            want = self.payload_len - (self.end - self.start) + MIN_OWN
+            want = min(self.payload_len - (self.end - self.start) + MIN_OWN,
+                       max(GROW_OWN, self.end - self.start))
         self._reserve(want)
         self.reading_shared = False
         return PyMemoryView_FromMemory(<char*>(self.buf + self.end), self.cap - self.end,
@@ -146,8 +151,8 @@ cdef class Parser:
     cdef int _keep(self, const unsigned char* data, Py_ssize_t n) except -1:
         """Copy an unfinished frame's bytes out of the shared buffer."""
         cdef Py_ssize_t want = n + MIN_OWN
-        if self.in_payload and self.payload_len + MIN_OWN > want:
-            want = self.payload_len + MIN_OWN
+        if self.in_payload:
+            want = n + min(self.payload_len - n + MIN_OWN, max(GROW_OWN, n))
         self.start = self.end = 0
         self._reserve(want)
         memcpy(self.buf, data, n)
@@ -440,6 +445,15 @@ cdef class FrameParser(Parser):
     def buffered(self) -> int:
         """Bytes of input held between feeds (partial frames and fragments)."""
         return self.buffered_input()
+
+    @property
+    def capacity(self) -> int:
+        """Bytes of memory the owned input buffers take (held or not)."""
+        return self.cap + self.msg_cap
+
+    def release_input(self):
+        """Free the owned input buffers if nothing is pending (the server does it when idle)."""
+        Parser.release_input(self)
 
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
                         bint compressed) except -1:
