@@ -123,3 +123,6 @@ cdef class WebSocket(Parser):
     cdef _pause_reading(self)
     cdef _resume_reading(self)
     cdef _enqueue_received(self, object message)
+
+cdef object message_payload(object message, object opcode, const char** p, Py_ssize_t* n,
+                            int* op)

@@ -124,6 +124,31 @@ cdef class Hub:
         raise NotImplementedError
 
 
+cdef object message_payload(object message, object opcode, const char** p, Py_ssize_t* n,
+                            int* op):
+    """A message as (holder, pointer, length, opcode): ``str`` is TEXT, bytes-like BINARY.
+
+    Bytes-like objects are copied into ``bytes`` now, so a buffer the caller reuses
+    after the call (or from another thread) is not read later. An explicit TEXT opcode
+    on bytes requires valid UTF-8. The returned holder keeps ``p`` alive.
+    """
+    if type(message) is not str and type(message) is not bytes:
+        message = str(message) if isinstance(message, str) else bytes(message)
+    if type(message) is str:
+        p[0] = PyUnicode_AsUTF8AndSize(message, n)
+        op[0] = OP_TEXT
+    else:
+        p[0] = PyBytes_AS_STRING(message)
+        n[0] = PyBytes_GET_SIZE(message)
+        op[0] = OP_BINARY
+    if opcode is not None:
+        op[0] = opcode
+        if op[0] == OP_TEXT and type(message) is bytes and n[0] and xyra_utf8_feed(
+                XYRA_UTF8_ACCEPT, <const unsigned char*>p[0], n[0]) != XYRA_UTF8_ACCEPT:
+            raise ValueError("a TEXT message must be valid UTF-8")
+    return message
+
+
 cdef inline double _monotonic() noexcept:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -698,42 +723,19 @@ cdef class WebSocket(Parser):
         cdef const char* p
         cdef Py_ssize_t n
         cdef int op
-        cdef object owner = None
-        if type(data) is str:
-            p = PyUnicode_AsUTF8AndSize(data, &n)
-            op = OP_TEXT
-        elif type(data) is bytes:
-            p = PyBytes_AS_STRING(data)
-            n = PyBytes_GET_SIZE(data)
-            op = OP_BINARY
-            owner = data
-        elif isinstance(data, str):
-            data = str(data)
-            p = PyUnicode_AsUTF8AndSize(data, &n)
-            op = OP_TEXT
-        else:
-            owner = bytes(data)
-            p = PyBytes_AS_STRING(owner)
-            n = PyBytes_GET_SIZE(owner)
-            op = OP_BINARY
-        if opcode is not None:
-            op = opcode
-            if op == OP_TEXT:
-                if owner is not None and n and \
-                        xyra_utf8_feed(XYRA_UTF8_ACCEPT, <const unsigned char*>p, n) != XYRA_UTF8_ACCEPT:
-                    raise ValueError("a TEXT message must be valid UTF-8")
-            elif op == OP_PING or op == OP_PONG:
-                compress = False
-                if n > 125:
-                    raise ValueError("control frame payloads are limited to 125 bytes")
-            elif op == OP_CLOSE:
-                raise ValueError("use close() to send a close frame")
-            elif op != OP_BINARY:
-                raise ValueError(f"cannot send opcode {opcode!r}")
+        data = message_payload(data, opcode, &p, &n, &op)
+        owner = data if type(data) is bytes else None
+        if op == OP_PING or op == OP_PONG:
+            compress = False
+            if n > 125:
+                raise ValueError("control frame payloads are limited to 125 bytes")
+        elif op == OP_CLOSE:
+            raise ValueError("use close() to send a close frame")
+        elif op != OP_TEXT and op != OP_BINARY:
+            raise ValueError(f"cannot send opcode {opcode!r}")
         if not _on_loop_thread(self.hub):
             # Validated above, in the caller's thread; the bytes are taken now, too.
-            self.hub.loop.call_soon_threadsafe(self.send, data if owner is None else owner,
-                                               op, compress)
+            self.hub.loop.call_soon_threadsafe(self.send, data, op, compress)
             return SUCCESS
         if compress:
             return self.send_message(op, <const unsigned char*>p, n, owner, True)

@@ -11,13 +11,9 @@ subscriber is then written once per loop iteration however many publishes hit it
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 
-from xyra._core.connection cimport Hub, WebSocket
-from xyra._core.frames cimport (
-    OP_BINARY, OP_TEXT, XYRA_UTF8_ACCEPT, make_frame, xyra_utf8_feed,
-)
+from xyra._core.connection cimport Hub, WebSocket, message_payload
+from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
 
-cdef extern from "Python.h":
-    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
 
 
 cdef class Topic:
@@ -103,22 +99,9 @@ cdef class PubSubHub(Hub):
         cdef int count = 0
         # Validate and take the bytes now, in the caller's thread: errors raise there,
         # and a buffer the caller reuses right after the call is not read later.
-        if isinstance(message, str):
-            p = PyUnicode_AsUTF8AndSize(message, &n)
-            op = OP_TEXT
-        else:
-            if not isinstance(message, bytes):
-                message = bytes(message)
-            p = PyBytes_AS_STRING(message)
-            n = PyBytes_GET_SIZE(message)
-            op = OP_BINARY
-        if opcode is not None:
-            op = opcode
-            if op != OP_TEXT and op != OP_BINARY:
-                raise ValueError("publish sends TEXT or BINARY messages")
-            if op == OP_TEXT and not isinstance(message, str) and n and xyra_utf8_feed(
-                    XYRA_UTF8_ACCEPT, <const unsigned char*>p, n) != XYRA_UTF8_ACCEPT:
-                raise ValueError("a TEXT message must be valid UTF-8")
+        message = message_payload(message, opcode, &p, &n, &op)
+        if op != OP_TEXT and op != OP_BINARY:
+            raise ValueError("publish sends TEXT or BINARY messages")
         if <long>PyThread_get_thread_ident() != self.thread_id:
             self.loop.call_soon_threadsafe(self.publish, topic, message, op, compress, exclude)
             return 0
