@@ -9,7 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from xyra._core.protocol import ServerContext, ServerProtocol, tune_malloc
+from xyra._core.protocol import PlainServerProtocol, ServerContext, ServerProtocol, tune_malloc
 from xyra._core.pubsub import PubSubHub
 from xyra.http import Request, Response
 
@@ -60,10 +60,13 @@ class Server:
             self.context.scheme = "https"
         await run_hooks(self.app._startup)
         context = self.context
+        # uvloop reads into any protocol with get_buffer and lets the WebSocket take the
+        # transport over after the upgrade; plain asyncio loops need data_received on a
+        # protocol that does not inherit from asyncio.BufferedProtocol.
+        context.switch_protocol = is_uvloop(self.loop)
+        factory = ServerProtocol if context.switch_protocol else PlainServerProtocol
         self._server = await self.loop.create_server(
-            # ServerProtocol is a cdef class implementing asyncio.BufferedProtocol's
-            # interface without inheriting from it.
-            lambda: cast(asyncio.BufferedProtocol, ServerProtocol(context)),
+            lambda: cast(asyncio.BufferedProtocol, factory(context)),
             host,
             port,
             reuse_address=True,
@@ -116,6 +119,10 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    return type(loop).__module__.split(".")[0] == "uvloop"
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -28,12 +28,15 @@ cdef class Hub:
     cdef public object log
     cdef public double now
     cdef public long thread_id
+    cdef public set connections      # every live protocol: HTTP-phase ones and WebSockets
+    cdef public dict per_ip          # remote host -> open connections (when limited)
     cdef list dirty
     cdef bint flush_scheduled
     cdef object _flush_cb
     cdef dict _shared_deflaters      # window bits -> no-context Deflater
     cdef Deflater shared_deflater(self, int window_bits)
     cdef int schedule_flush(self, WebSocket ws) except -1
+    cdef int release_ip(self, object ip) except -1
     cdef int subscribe(self, WebSocket ws, str topic) except -1
     cdef int unsubscribe(self, WebSocket ws, str topic) except -1
     cdef int unsubscribe_all(self, WebSocket ws) except -1
@@ -59,6 +62,7 @@ cdef class WebSocket(Parser):
         list drain_waiters
         Deflater deflater         # permessage-deflate, dedicated mode
         Inflater inflater
+        object ip                 # counted in hub.per_ip (only while per-address limits are on)
         # output: small frames are copied into `out` (the cork), freed after each flush
         unsigned char* out
         Py_ssize_t out_len
@@ -100,10 +104,10 @@ cdef class WebSocket(Parser):
     cdef Deflater compressor(self)
     cdef int send_close(self, int code, str reason) except -1
     cdef int fail(self, int code, str why) except -1
-    cdef int connection_lost(self, object exc) except -1
-    cdef int pause_writing(self) except -1
-    cdef int resume_writing(self) except -1
-    cdef int eof_received(self) except -1
+    cdef int on_lost(self, object exc) except -1
+    cdef int on_pause_writing(self) except -1
+    cdef int on_resume_writing(self) except -1
+    cdef int on_eof(self) except -1
     cdef int tick(self, double now) except -1
     cdef int call(self, object handler, bint is_async, tuple args) except -1
     cdef int run_pending(self) except -1

@@ -56,6 +56,10 @@ class Hub:
     log: logging.Logger
     now: float
     thread_id: int
+    connections: set[Any]
+    """Every live protocol: HTTP-phase ones and open WebSockets."""
+    per_ip: dict[Any, int]
+    """Remote host -> open connections (while per-address limits are on)."""
     def __init__(self, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None: ...
     def flush_all(self) -> None:
         """Write every corked connection once: runs once per loop iteration at most."""
@@ -78,6 +82,14 @@ class WebSocket(Parser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Always raises ``TypeError``: WebSocket objects are created by the server."""
+    # The asyncio protocol interface: after the upgrade the WebSocket is the
+    # transport's protocol (uvloop). Called by the event loop, not by handlers.
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+    def buffer_updated(self, nbytes: int) -> None: ...
+    def eof_received(self) -> bool: ...
+    def connection_lost(self, exc: BaseException | None) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
     def send(
         self, data: str | _Buffer, opcode: int | None = None, compress: bool = False
     ) -> SendStatus:

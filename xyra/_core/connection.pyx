@@ -75,6 +75,16 @@ cdef class Hub:
         self.dirty = []
         self.flush_scheduled = False
         self._flush_cb = self.flush_all
+        self.connections = set()
+        self.per_ip = {}
+
+    cdef int release_ip(self, object ip) except -1:
+        cdef Py_ssize_t left = self.per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+        return 0
 
     cdef Deflater shared_deflater(self, int window_bits):
         """A no-context compressor: its frames fit every peer with this window."""
@@ -244,13 +254,13 @@ cdef class WebSocket(Parser):
             self.flush()
         return 0
 
-    cdef int eof_received(self) except -1:
+    cdef int on_eof(self) except -1:
         # The peer will send nothing more. Either it answers our close, or it left
         # without a close frame (abnormal, reported as 1006).
         self.state = CLOSED
         return 0
 
-    cdef int connection_lost(self, object exc) except -1:
+    cdef int on_lost(self, object exc) except -1:
         cdef list waiters
         if self.lost:
             return 0
@@ -272,12 +282,12 @@ cdef class WebSocket(Parser):
         self.hub.unsubscribe_all(self)
         return 0
 
-    cdef int pause_writing(self) except -1:
+    cdef int on_pause_writing(self) except -1:
         self.write_paused = True
         self.transport_pending = self.transport.get_write_buffer_size()
         return 0
 
-    cdef int resume_writing(self) except -1:
+    cdef int on_resume_writing(self) except -1:
         self.write_paused = False
         self.transport_pending = self.transport.get_write_buffer_size()
         return self.check_drain()
@@ -305,6 +315,41 @@ cdef class WebSocket(Parser):
                 self._control(OP_PING, b"")
                 self.flush()
         return 0
+
+    # -- asyncio protocol interface ----------------------------------------------------------
+    # After the upgrade the server hands the transport to the WebSocket itself
+    # (transport.set_protocol), so an open connection carries no HTTP-phase object.
+    # No data_received on purpose: uvloop reads into get_buffer's buffer, and a
+    # data_received attribute would make it keep one more bound method per connection.
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self.get_buffer_view(sizehint)
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        try:
+            self.data_received_into(nbytes)
+        except Exception:
+            self.hub.log.exception("xyra: internal error on %s; connection dropped",
+                                   self._peer())
+            self.transport.abort()
+
+    def eof_received(self):
+        self.on_eof()
+        return False
+
+    def connection_lost(self, exc):
+        cdef Hub hub = self.hub
+        hub.connections.discard(self)
+        if self.ip is not None:
+            hub.release_ip(self.ip)
+            self.ip = None
+        self.on_lost(exc)
+
+    def pause_writing(self):
+        self.on_pause_writing()
+
+    def resume_writing(self):
+        self.on_resume_writing()
 
     # -- parser hooks ----------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Type stub for the compiled event-loop glue (``protocol.pyx``).
 
 ``ServerProtocol`` implements the ``asyncio.BufferedProtocol`` interface without
-inheriting from it (it is a ``cdef class``).
+inheriting from it (it is a ``cdef class``); on uvloop it hands the transport to the
+``WebSocket`` after the upgrade. ``PlainServerProtocol`` adds ``data_received`` for plain
+asyncio loops and stays the transport's protocol.
 """
 
 import asyncio
@@ -19,9 +21,13 @@ class ServerContext:
     routes: dict[str, RouteConfig]
     """WebSocket routes: path -> RouteConfig."""
     hub: Hub
-    connections: set[ServerProtocol]
-    per_ip: dict[Any, int]
-    """Remote host -> open connections."""
+    switch_protocol: bool
+    """Hand the transport to the WebSocket after the upgrade (uvloop)."""
+    @property
+    def connections(self) -> set[Any]:
+        """Every live connection: HTTP-phase protocols and open WebSockets."""
+    @property
+    def per_ip(self) -> dict[Any, int]: ...
     max_head_size: int
     max_headers: int
     max_body_size: int
@@ -59,13 +65,12 @@ class ServerContext:
     def abort_all(self) -> None: ...
 
 class ServerProtocol:
-    """asyncio/uvloop protocol of one connection: HTTP, then maybe WebSocket."""
+    """uvloop protocol of one connection's HTTP phase."""
 
     def __init__(self, ctx: ServerContext) -> None: ...
     def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
     def get_buffer(self, sizehint: int) -> memoryview: ...
     def buffer_updated(self, nbytes: int) -> None: ...
-    def data_received(self, data: bytes) -> None: ...
     def eof_received(self) -> bool: ...
     def connection_lost(self, exc: Exception | None) -> None: ...
     def pause_writing(self) -> None: ...
@@ -80,3 +85,8 @@ class ServerProtocol:
     # done-callbacks of async HTTP and upgrade handlers
     def _respond_later(self, task: asyncio.Future[Any], context: Any) -> None: ...
     def _verdict_later(self, task: asyncio.Future[Any], context: Any) -> None: ...
+
+class PlainServerProtocol(ServerProtocol):
+    """For plain asyncio loops: stays the protocol after an upgrade and forwards."""
+
+    def data_received(self, data: bytes) -> None: ...

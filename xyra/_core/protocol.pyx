@@ -42,8 +42,7 @@ cdef class ServerContext:
 
     cdef public dict routes            # path -> RouteConfig (WebSocket routes)
     cdef public Hub hub
-    cdef public set connections        # every ServerProtocol alive
-    cdef public dict per_ip            # remote host -> open connections
+    cdef public bint switch_protocol   # hand the transport to the WebSocket (uvloop)
     cdef public Py_ssize_t max_head_size
     cdef public Py_ssize_t max_headers
     cdef public Py_ssize_t max_body_size
@@ -64,8 +63,6 @@ cdef class ServerContext:
                  request_class=None, response_class=None, str scheme="http"):
         self.hub = hub
         self.routes = routes
-        self.connections = set()
-        self.per_ip = {}
         self.max_head_size = max_head_size
         self.max_headers = max_headers
         self.max_body_size = max_body_size
@@ -79,28 +76,50 @@ cdef class ServerContext:
         self.response_class = response_class
         self.scheme = scheme
 
+    @property
+    def connections(self):
+        """Every live connection: HTTP-phase protocols and open WebSockets."""
+        return self.hub.connections
+
+    @property
+    def per_ip(self):
+        return self.hub.per_ip
+
     def tick(self, double now):
         """Advance the shared clock and run every connection's timers."""
         self.hub.now = now
-        for proto in list(self.connections):
+        for proto in list(self.hub.connections):
             try:
-                (<ServerProtocol>proto).tick(now)
+                if type(proto) is WebSocket:
+                    (<WebSocket>proto).tick(now)
+                else:
+                    (<ServerProtocol>proto).tick(now)
             except Exception:
                 self.hub.log.exception("xyra: timer failed")
 
     def close_all(self, int code=1001, str reason="server shutting down"):
         """Start closing every connection (graceful shutdown)."""
         self.accepting = False
-        for proto in list(self.connections):
-            (<ServerProtocol>proto).shutdown(code, reason)
+        for proto in list(self.hub.connections):
+            if type(proto) is WebSocket:
+                if (<WebSocket>proto).state == OPEN:
+                    (<WebSocket>proto).send_close(code, reason)
+            else:
+                (<ServerProtocol>proto).shutdown(code, reason)
 
     def abort_all(self):
-        for proto in list(self.connections):
-            (<ServerProtocol>proto).transport.abort()
+        for proto in list(self.hub.connections):
+            proto.transport.abort() if type(proto) is not WebSocket \
+                else (<WebSocket>proto).terminate()
 
 
 cdef class ServerProtocol:
-    """asyncio/uvloop protocol of one connection: HTTP, then maybe WebSocket."""
+    """uvloop protocol of one connection's HTTP phase.
+
+    A WebSocket upgrade hands the transport to the new ``WebSocket``
+    (``set_protocol``) when ``ctx.switch_protocol``; otherwise (``PlainServerProtocol``
+    on a plain asyncio loop) this object stays and forwards to it.
+    """
 
     cdef ServerContext ctx
     cdef object transport
@@ -128,18 +147,19 @@ cdef class ServerProtocol:
 
     def connection_made(self, transport):
         cdef ServerContext ctx = self.ctx
+        cdef Hub hub = ctx.hub
         self.transport = transport
-        ctx.connections.add(self)
+        hub.connections.add(self)
         if ctx.max_connections_per_ip:
             peer = self._peer()
             self.ip = peer[0] if isinstance(peer, tuple) else peer
-            ctx.per_ip[self.ip] = ctx.per_ip.get(self.ip, 0) + 1
-        self.deadline = ctx.hub.now + ctx.handshake_timeout
+            hub.per_ip[self.ip] = hub.per_ip.get(self.ip, 0) + 1
+        self.deadline = hub.now + ctx.handshake_timeout
         if not ctx.accepting:
             self._reject(503, "server is shutting down")
-        elif ctx.max_connections and len(ctx.connections) > ctx.max_connections:
+        elif ctx.max_connections and len(hub.connections) > ctx.max_connections:
             self._reject(503, f"over max_connections ({ctx.max_connections})")
-        elif self.ip is not None and ctx.per_ip[self.ip] > ctx.max_connections_per_ip:
+        elif self.ip is not None and hub.per_ip[self.ip] > ctx.max_connections_per_ip:
             self._reject(503, f"over max_connections_per_ip ({ctx.max_connections_per_ip})")
         else:
             self.http = httptools.HttpRequestParser(self)
@@ -161,46 +181,28 @@ cdef class ServerProtocol:
         if not self.done:
             self._http_data(shared_view()[:nbytes], shared_ptr(), nbytes)
 
-    def data_received(self, bytes data):
-        # Plain asyncio loops call this instead of the buffered interface.
-        if self.ws is not None:
-            try:
-                self.ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(data),
-                                     PyBytes_GET_SIZE(data))
-            except Exception:
-                self.ctx.hub.log.exception("xyra: internal error on %s", self._peer())
-                self.transport.abort()
-            return
-        if not self.done:
-            self._http_data(data, <const unsigned char*>PyBytes_AS_STRING(data),
-                            PyBytes_GET_SIZE(data))
-
     def eof_received(self):
         if self.ws is not None:
-            self.ws.eof_received()
+            self.ws.on_eof()
         return False
 
     def connection_lost(self, exc):
-        cdef ServerContext ctx = self.ctx
-        ctx.connections.discard(self)
-        if self.ip is not None:
-            left = ctx.per_ip.get(self.ip, 1) - 1
-            if left > 0:
-                ctx.per_ip[self.ip] = left
-            else:
-                ctx.per_ip.pop(self.ip, None)
         self.http = None
         self.queue = None
         if self.ws is not None:
-            self.ws.connection_lost(exc)
+            self.ws.connection_lost(exc)  # the WebSocket took over the bookkeeping
+            return
+        self.ctx.hub.connections.discard(self)
+        if self.ip is not None:
+            self.ctx.hub.release_ip(self.ip)
 
     def pause_writing(self):
         if self.ws is not None:
-            self.ws.pause_writing()
+            self.ws.on_pause_writing()
 
     def resume_writing(self):
         if self.ws is not None:
-            self.ws.resume_writing()
+            self.ws.on_resume_writing()
 
     # -- httptools callbacks -----------------------------------------------------------------
 
@@ -449,10 +451,18 @@ cdef class ServerProtocol:
     cdef _accept(self, RouteConfig route, str target, object result, bytes leftover,
                  object data):
         cdef WebSocket ws = WebSocket.__new__(WebSocket)
+        cdef Hub hub = self.ctx.hub
+        if target == route.path:
+            target = route.path  # one shared string for every connection of the route
         try:
-            ws.begin(self.transport, self.ctx.hub, route, target,
+            ws.begin(self.transport, hub, route, target,
                      result.subprotocol, result.response, result.extension, data)
             self.ws = ws
+            hub.connections.discard(self)
+            hub.connections.add(ws)
+            ws.ip, self.ip = self.ip, None
+            if self.ctx.switch_protocol:
+                self.transport.set_protocol(ws)
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
                             PyBytes_GET_SIZE(leftover))
         except Exception:
@@ -478,3 +488,22 @@ cdef class ServerProtocol:
         elif not self.done and not self.busy:
             self._finish_http()
             self.transport.close()
+
+
+cdef class PlainServerProtocol(ServerProtocol):
+    """For plain asyncio loops, which call ``data_received`` on protocols that do not
+    inherit from ``asyncio.BufferedProtocol``: this one stays the transport's protocol
+    after an upgrade and forwards to the WebSocket."""
+
+    def data_received(self, bytes data):
+        if self.ws is not None:
+            try:
+                self.ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(data),
+                                     PyBytes_GET_SIZE(data))
+            except Exception:
+                self.ctx.hub.log.exception("xyra: internal error on %s", self._peer())
+                self.transport.abort()
+            return
+        if not self.done:
+            self._http_data(data, <const unsigned char*>PyBytes_AS_STRING(data),
+                            PyBytes_GET_SIZE(data))
