@@ -15,9 +15,9 @@ import os
 import resource
 import struct
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from wsutil import NamedApp, errors_logged
 
 from xyra import App, SendStatus, WebSocket
 
@@ -58,54 +58,17 @@ def expected_status(buffered_before: int, frame: int, limit: int) -> SendStatus:
     return SendStatus.SUCCESS
 
 
-def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-class Tracker:
+class Tracker(NamedApp):
     """The server side: connections by ``?id=``, close codes, drain calls."""
 
     def __init__(self, **options: Any) -> None:
-        self.app = App()
-        self.ws: dict[str, WebSocket] = {}
+        super().__init__({"message": lambda ws, m, op: None, "drain": self._drain}, **options)
         self.drains: list[str] = []
         self.drained = asyncio.Event()
-        self._opened: dict[str, asyncio.Future[WebSocket]] = {}
-        self._closed: dict[str, asyncio.Future[int]] = {}
-        self.app.websocket("/ws", {
-            "open": self._open,
-            "message": lambda ws, m, op: None,
-            "close": self._close,
-            "drain": self._drain,
-        }, **options)
-
-    def _future(self, table: dict[str, asyncio.Future[Any]], name: str) -> asyncio.Future[Any]:
-        if name not in table:
-            table[name] = asyncio.get_running_loop().create_future()
-        return table[name]
-
-    def _open(self, ws: WebSocket) -> None:
-        query = parse_qs(urlsplit(ws.path).query)
-        name = query["id"][0]
-        ws.data["name"] = name
-        self.ws[name] = ws
-        for topic in query.get("topics", [""])[0].split(","):
-            if topic:
-                ws.subscribe(topic)
-        self._future(self._opened, name).set_result(ws)
-
-    def _close(self, ws: WebSocket, code: int, reason: str) -> None:
-        self._future(self._closed, ws.data["name"]).set_result(code)
 
     def _drain(self, ws: WebSocket) -> None:
         self.drains.append(ws.data["name"])
         self.drained.set()
-
-    async def opened(self, name: str) -> WebSocket:
-        return await asyncio.wait_for(asyncio.shield(self._future(self._opened, name)), TIMEOUT)
-
-    async def closed(self, name: str) -> int:
-        return await asyncio.wait_for(asyncio.shield(self._future(self._closed, name)), TIMEOUT)
 
 
 # -- SendStatus and buffered_amount --------------------------------------------------------------

@@ -14,25 +14,21 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from wsutil import NamedApp, errors_logged, url
 
 from xyra import App, OpCode, SendStatus, Server, WebSocket
 
 TIMEOUT = 10.0
 
 
-def ws_url(server: Server, path: str = "/") -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
-
-
 # -- a small command-driven app -----------------------------------------------------------------
 
 
-class Harness:
-    """An app whose clients name themselves (``/ws?id=a&topics=x,y``) and drive pub/sub.
+class Harness(NamedApp):
+    """A ``NamedApp`` whose clients drive pub/sub.
 
     Text commands from a client: ``sub T``, ``unsub T`` (answered ``ok sub T True`` /
     ``ok unsub T False``), ``pub T body`` (``ws.publish``: TEXT), ``pubb T body``
@@ -42,37 +38,13 @@ class Harness:
 
     def __init__(self, hook: Callable[..., Any] | None = None,
                  subscription: Callable[..., Any] | None = None, **options: Any) -> None:
-        self.app = App()
-        self.ws: dict[str, WebSocket] = {}
+        super().__init__({"message": self._message, "subscription": self._subscription},
+                         **options)
         self.hook = hook
         self.user_subscription = subscription
         self.subscriptions: list[tuple[str, str, int, int]] = []
         self.close_order: list[str] = []
         self.log: list[tuple[Any, ...]] = []          # close and subscription calls, in order
-        self._opened: dict[str, asyncio.Future[WebSocket]] = {}
-        self._closed: dict[str, asyncio.Future[tuple[int, str]]] = {}
-        self.app.websocket("/ws", {
-            "open": self._open,
-            "message": self._message,
-            "close": self._close,
-            "subscription": self._subscription,
-        }, **options)
-
-    @staticmethod
-    def _future(table: dict[str, asyncio.Future[Any]], name: str) -> asyncio.Future[Any]:
-        if name not in table:
-            table[name] = asyncio.get_running_loop().create_future()
-        return table[name]
-
-    def _open(self, ws: WebSocket) -> None:
-        query = parse_qs(urlsplit(ws.path).query)
-        name = query["id"][0]
-        ws.data["name"] = name
-        self.ws[name] = ws
-        for topic in query.get("topics", [""])[0].split(","):
-            if topic:
-                ws.subscribe(topic)
-        self._future(self._opened, name).set_result(ws)
 
     def _message(self, ws: WebSocket, message: str | bytes, opcode: OpCode) -> None:
         if self.hook is not None and self.hook(ws, message, opcode):
@@ -99,19 +71,13 @@ class Harness:
         name = ws.data["name"]
         self.close_order.append(name)
         self.log.append(("close", name))
-        self._future(self._closed, name).set_result((code, reason))
+        super()._close(ws, code, reason)
 
     def _subscription(self, ws: WebSocket, topic: str, new: int, old: int) -> None:
         self.subscriptions.append((ws.data["name"], topic, new, old))
         self.log.append(("subscription", ws.data["name"], topic, new, old))
         if self.user_subscription is not None:
             self.user_subscription(ws, topic, new, old)
-
-    async def opened(self, name: str) -> WebSocket:
-        return await asyncio.wait_for(asyncio.shield(self._future(self._opened, name)), TIMEOUT)
-
-    async def closed(self, name: str) -> tuple[int, str]:
-        return await asyncio.wait_for(asyncio.shield(self._future(self._closed, name)), TIMEOUT)
 
 
 def path(name: str, *topics: str) -> str:
@@ -127,10 +93,6 @@ async def recv_n(client: Any, n: int, timeout: float = TIMEOUT) -> list[str | by
         return [await client.recv() for _ in range(n)]
 
     return await asyncio.wait_for(take(), timeout)
-
-
-def no_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # -- topics ------------------------------------------------------------------------------------
@@ -329,7 +291,7 @@ async def test_subscriber_closed_mid_burst(serve: Any, connect: Any, caplog: Any
     # more of the burst while the server learns about it, and after
     for i in range(500, 700):
         await pub.send(f"pub feed {i}")
-    code, _ = await h.closed("leaver")
+    code = await h.closed("leaver")
     assert code == (1000 if how == "close" else 1006)
     for i in range(700, 1000):
         await pub.send(f"pub feed {i}")
@@ -338,7 +300,7 @@ async def test_subscriber_closed_mid_burst(serve: Any, connect: Any, caplog: Any
         assert await recv_n(sub, 1000) == [str(i) for i in range(1000)]
     assert h.app.num_subscribers("feed") == 3
     assert h.ws["leaver"].topics == []
-    assert no_errors(caplog) == []
+    assert errors_logged(caplog) == []
 
 
 async def test_subscribe_and_unsubscribe_in_handlers_during_a_burst_is_safe(
@@ -399,7 +361,7 @@ async def test_subscribe_and_unsubscribe_in_handlers_during_a_burst_is_safe(
     assert all(m.startswith("feed ") for m in metas)
     assert h.app.num_subscribers("feed") == 2
     assert h.app.num_subscribers("shadow") == 2
-    assert no_errors(caplog) == []
+    assert errors_logged(caplog) == []
 
     for t in togglers + stable:
         await t.close()
@@ -591,7 +553,7 @@ async def test_binary_and_text_opcodes_preserved(serve: Any, connect: Any) -> No
     wsc = await connect(server, path("w", "t"))
     pub = await connect(server, path("pub"))
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(ws_url(server, path("aio", "t"))) as aio:
+        async with session.ws_connect(url(server, path("aio", "t"))) as aio:
             await h.opened("aio")
             cases: list[tuple[Any, Any, aiohttp.WSMsgType, str | bytes]] = [
                 ("text", None, aiohttp.WSMsgType.TEXT, "text"),
@@ -743,4 +705,4 @@ async def test_invalid_publish_from_another_thread_raises_in_that_thread(
     assert await asyncio.wait_for(asyncio.to_thread(worker), TIMEOUT) == ["ValueError"] * 2
     h.app.publish("t", "after")
     assert await recv(client) == "after"
-    assert no_errors(caplog) == []
+    assert errors_logged(caplog) == []

@@ -1,15 +1,21 @@
-"""Small helpers for the core integration tests: a served app and a raw client socket."""
+"""Small helpers for the integration tests: a served app, a raw client socket, an app whose
+clients name themselves, and the errors a test logged."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from xyra import App, Server
+import pytest
+
+from xyra import App, Server, WebSocket
 
 TIMEOUT = 5.0
 
@@ -110,3 +116,57 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The records at ERROR or above, as ``logger: message``; ``[]`` reads well in a failure."""
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+class NamedApp:
+    """An app at ``/ws`` whose clients name themselves (``/ws?id=a&topics=x,y``).
+
+    ``ws[name]`` is the server side of a connection; ``await opened(name)`` and
+    ``await closed(name)`` (the close code) wait for it, whichever comes first,
+    the handler or the wait. ``handlers`` adds to (or overrides) the open and close handlers.
+    """
+
+    # Longer than TIMEOUT: these tests push bursts of thousands of messages through
+    # hundreds of connections on a machine that may be busy.
+    timeout = 10.0
+
+    def __init__(self, handlers: dict[str, Callable[..., Any]], **options: Any) -> None:
+        self.app = App()
+        self.ws: dict[str, WebSocket] = {}
+        self._opened: dict[str, asyncio.Future[WebSocket]] = {}
+        self._closed: dict[str, asyncio.Future[int]] = {}
+        self.app.websocket("/ws", {"open": self._open, "close": self._close, **handlers},
+                           **options)
+
+    @staticmethod
+    def _future(table: dict[str, asyncio.Future[Any]], name: str) -> asyncio.Future[Any]:
+        if name not in table:
+            table[name] = asyncio.get_running_loop().create_future()
+        return table[name]
+
+    def _open(self, ws: WebSocket) -> None:
+        query = parse_qs(urlsplit(ws.path).query)
+        name = query["id"][0]
+        ws.data["name"] = name
+        self.ws[name] = ws
+        for topic in query.get("topics", [""])[0].split(","):
+            if topic:
+                ws.subscribe(topic)
+        self._future(self._opened, name).set_result(ws)
+
+    def _close(self, ws: WebSocket, code: int, reason: str) -> None:
+        self._future(self._closed, ws.data["name"]).set_result(code)
+
+    async def opened(self, name: str) -> WebSocket:
+        # shield: a timed-out wait must not cancel the future a later wait or handler uses
+        future = self._future(self._opened, name)
+        return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+
+    async def closed(self, name: str) -> int:
+        future = self._future(self._closed, name)
+        return await asyncio.wait_for(asyncio.shield(future), self.timeout)
