@@ -43,7 +43,7 @@ SETTINGS = Settings(
 )
 
 CASES = [("xyra", w) for w in wl.WORKLOADS] + [
-    ("raw", w.name) for w in wl.WORKLOADS.values() if w.echo_only
+    ("raw", w.name) for w in wl.WORKLOADS.values() if w.raw_serves
 ]
 
 

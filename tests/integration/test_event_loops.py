@@ -159,3 +159,82 @@ async def test_plain_asyncio_loop_frames_in_the_handshake_packet(plain: Any) -> 
         assert data.startswith(b"HTTP/1.1 101")
     finally:
         sock.close()
+
+
+async def test_reader_switches_between_shared_and_own_buffers(serve: Any) -> None:
+    # A connection holding part of a frame reads into its own buffer; once idle it goes
+    # back to the loop-wide one. Pauses longer than the idle release (0.5 s) are the
+    # scenario here, and a short close_timeout makes the timer tick every 50 ms.
+    app = App()
+    app.websocket("/echo", {"message": lambda ws, msg, op: ws.send(msg, op)},
+                  close_timeout=0.2)
+    server = await serve(app)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    received = bytearray()
+
+    async def expect(payload: bytes) -> None:
+        want = len(payload) + (2 if len(payload) < 126 else 4 if len(payload) < 65536 else 10)
+        while len(received) < want:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), TIMEOUT)
+            assert chunk, "server closed"
+            received.extend(chunk)
+        assert bytes(received[want - len(payload):want]) == payload
+        del received[:want]
+
+    def frame(payload: bytes) -> bytes:
+        n = len(payload)
+        size = bytes([0x80 | n]) if n < 126 else (
+            b"\xfe" + n.to_bytes(2, "big") if n < 65536 else b"\xff" + n.to_bytes(8, "big"))
+        return b"\x82" + size + b"\x00\x00\x00\x00" + payload  # zero mask key
+
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", server.port))
+        await loop.sock_sendall(sock, b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                                b"Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        while b"\r\n\r\n" not in received:
+            received.extend(await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT))
+        del received[:received.index(b"\r\n\r\n") + 4]
+        # 512 KiB: the echo of big and tail together stays under max_backpressure (1 MiB).
+        big = bytes(range(256)) * 2048
+        first = frame(big)
+        await loop.sock_sendall(sock, first[:300_000])   # part of a frame: own reader
+        await asyncio.sleep(0.8)                          # idle while holding it
+        await loop.sock_sendall(sock, first[300_000:])
+        await expect(big)
+        await asyncio.sleep(0.8)                          # idle, nothing held: shared again
+        for size in (5, 200, 70_000):
+            await loop.sock_sendall(sock, frame(b"y" * size))
+            await expect(b"y" * size)
+        await loop.sock_sendall(sock, frame(big) + frame(b"tail"))
+        await expect(big)
+        await expect(b"tail")
+    finally:
+        sock.close()
+
+
+async def test_frames_right_behind_the_request_do_not_count_as_head(serve: Any) -> None:
+    # 100 KB of frame in the same packet as the upgrade request: the head is still small.
+    app, _ = echo_app()
+    server = await serve(app)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    payload = b"z" * 100_000
+    frame = b"\x82\xff" + len(payload).to_bytes(8, "big") + b"\x00\x00\x00\x00" + payload
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", server.port))
+        await loop.sock_sendall(sock, b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                                b"Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                                + frame)
+        data = b""
+        while not data.endswith(payload):
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), TIMEOUT)
+            assert chunk, data[:200]
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 101")
+    finally:
+        sock.close()

@@ -28,7 +28,8 @@ cdef class Hub:
     cdef public object log
     cdef public double now
     cdef public long thread_id
-    cdef public set connections      # every live protocol: HTTP-phase ones and WebSockets
+    cdef public set handshaking      # HTTP-phase protocols (few, short-lived)
+    cdef public list sockets         # open WebSockets; each knows its slot (no set per conn)
     cdef public dict per_ip          # remote host -> open connections (when limited)
     cdef list dirty
     cdef bint flush_scheduled
@@ -37,11 +38,36 @@ cdef class Hub:
     cdef Deflater shared_deflater(self, int window_bits)
     cdef int schedule_flush(self, WebSocket ws) except -1
     cdef int release_ip(self, object ip) except -1
+    cdef int add_socket(self, WebSocket ws) except -1
+    cdef int remove_socket(self, WebSocket ws) except -1
     cdef int subscribe(self, WebSocket ws, str topic) except -1
     cdef int unsubscribe(self, WebSocket ws, str topic) except -1
     cdef int unsubscribe_all(self, WebSocket ws) except -1
     cpdef int publish(self, str topic, object message, object opcode=*, bint compress=*,
                       WebSocket exclude=*) except -1
+
+cdef class Extras:
+    # What few connections use, allocated on a connection's first need, so an idle
+    # plain connection does not carry it: async handler queues, compression state,
+    # rate-limit buckets, close bookkeeping, the user's dict.
+    cdef:
+        object pending            # handlers waiting behind a running async one, in order
+        object recv_queue
+        list recv_waiters
+        list drain_waiters
+        Deflater deflater         # permessage-deflate, dedicated mode
+        Inflater inflater
+        dict data
+        str path                  # None: the route's path (no query string)
+        str subprotocol
+        str report_reason         # what the close handler is told (None: "")
+        object ip                 # counted in hub.per_ip (only while per-address limits are on)
+        Py_ssize_t dropped
+        double close_deadline
+        # rate limiting: token buckets refilled from the monotonic clock
+        double msg_tokens
+        double byte_tokens
+        double bucket_time
 
 cdef class WebSocket(Parser):
     # Fields are grouped by size (objects, then 8-, 4- and 1-byte ones) so the struct
@@ -50,33 +76,18 @@ cdef class WebSocket(Parser):
         object transport
         Hub hub
         RouteConfig route
-        str report_reason
         list chunks               # queued by reference: the 101 response, big payloads
         dict _topics
-        dict _data
-        str _path
-        str _subprotocol
-        object pending            # handlers waiting behind a running async one, in order
-        object recv_queue
-        list recv_waiters
-        list drain_waiters
-        Deflater deflater         # permessage-deflate, dedicated mode
-        Inflater inflater
-        object ip                 # counted in hub.per_ip (only while per-address limits are on)
+        Extras extras             # None until needed
         # output: small frames are copied into `out` (the cork), freed after each flush
         unsigned char* out
         Py_ssize_t out_len
         Py_ssize_t out_cap
         Py_ssize_t queued         # bytes in out + chunks
         Py_ssize_t transport_pending
-        Py_ssize_t dropped_count
-        double close_deadline
         double last_rx
-        # rate limiting: token buckets refilled from the monotonic clock
-        double msg_tokens
-        double byte_tokens
-        double bucket_time
         int report_code           # what the close handler is told
+        int slot                  # index in hub.sockets
         unsigned char state
         unsigned char close_received
         unsigned char write_paused
@@ -89,12 +100,16 @@ cdef class WebSocket(Parser):
         unsigned char lost        # the transport is gone
         unsigned char deflate_mode  # 0 none, 1 shared, 2 dedicated (per-connection window)
         unsigned char deflate_bits  # the server window negotiated (shared mode)
+        unsigned char is_protocol # the transport's protocol (uvloop), not behind a forwarder
+        unsigned char own_reads   # uvloop holds our bound reader (see get_buffer)
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
                    str subprotocol, bytes response, object deflate,
                    object data) except -1
     cdef int data_received_into(self, Py_ssize_t nbytes) except -1
     cdef int feed_initial(self, const unsigned char* data, Py_ssize_t n) except -1
+    cdef int take_transport(self) except -1
+    cdef int reader_mode(self) except -1
     cdef int flush(self) except -1
     cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length, object owner) except -1
     cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
@@ -116,6 +131,8 @@ cdef class WebSocket(Parser):
     cdef bint over_rate(self, Py_ssize_t length) except -1
     cdef int check_drain(self) except -1
     cdef dict topic_map(self)
+    cdef Extras more(self)
+    cdef str reason(self)
     cdef object _peer(self)
     cdef int _reserve_out(self, Py_ssize_t need) except -1
     cdef int _append_out(self, const unsigned char* data, Py_ssize_t n) except -1

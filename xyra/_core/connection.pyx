@@ -18,8 +18,8 @@ from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from xyra._core.frames cimport (
-    OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, XYRA_UTF8_ACCEPT, valid_close_code,
-    write_header, xyra_utf8_feed,
+    OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, XYRA_UTF8_ACCEPT, shared_view,
+    valid_close_code, write_header, xyra_utf8_feed,
 )
 
 from xyra.enums import OpCode, SendStatus
@@ -75,8 +75,27 @@ cdef class Hub:
         self.dirty = []
         self.flush_scheduled = False
         self._flush_cb = self.flush_all
-        self.connections = set()
+        self.handshaking = set()
+        self.sockets = []
         self.per_ip = {}
+
+    cdef int add_socket(self, WebSocket ws) except -1:
+        ws.slot = len(self.sockets)
+        self.sockets.append(ws)
+        return 0
+
+    cdef int remove_socket(self, WebSocket ws) except -1:
+        # Swap with the last one: O(1), and 8 bytes per connection instead of a set's 50-100.
+        cdef Py_ssize_t i = ws.slot
+        cdef WebSocket last
+        if i < 0 or i >= len(self.sockets) or self.sockets[i] is not ws:
+            return 0
+        last = <WebSocket>self.sockets[len(self.sockets) - 1]
+        self.sockets[i] = last
+        last.slot = i
+        self.sockets.pop()
+        ws.slot = -1
+        return 0
 
     cdef int release_ip(self, object ip) except -1:
         cdef Py_ssize_t left = self.per_ip.get(ip, 1) - 1
@@ -159,6 +178,11 @@ cdef object message_payload(object message, object opcode, const char** p, Py_ss
     return message
 
 
+def _read_shared(Py_ssize_t sizehint):
+    """get_buffer of every WebSocket that holds no partial frame (see WebSocket.get_buffer)."""
+    return shared_view()
+
+
 cdef inline double _monotonic() noexcept:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -167,6 +191,11 @@ cdef inline double _monotonic() noexcept:
 
 cdef inline bint _on_loop_thread(Hub hub) noexcept:
     return <long>PyThread_get_thread_ident() == hub.thread_id
+
+
+cdef class Extras:
+    """The per-connection state few connections need (see connection.pxd)."""
+    pass
 
 
 cdef class WebSocket(Parser):
@@ -186,14 +215,16 @@ cdef class WebSocket(Parser):
 
     def __repr__(self):
         state = {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "new")
-        return f"<WebSocket {self._path!r} {self._peer()} {state}>"
+        return f"<WebSocket {self.path!r} {self._peer()} {state}>"
 
     # -- life cycle (called by the protocol) -----------------------------------------------
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
                    str subprotocol, bytes response, object deflate,
                    object data) except -1:
-        self._data = data
+        self.slot = -1
+        if data is not None:
+            self.more().data = data
         # Pause as soon as the kernel refuses a byte and resume only once the transport's
         # buffer is empty: then, while not paused, nothing sits in the transport, and the
         # backpressure accounting (queued + transport_pending) is exact.
@@ -204,25 +235,27 @@ cdef class WebSocket(Parser):
             self.deflate_mode = route.compression
             self.deflate_bits = deflate.server_max_window_bits
             # A client that keeps no context needs no per-connection window either.
-            self.inflater = Inflater(deflate.client_max_window_bits,
+            self.more().inflater = Inflater(deflate.client_max_window_bits,
                                      deflate.client_no_context_takeover)
             if self.deflate_mode == 2:
-                self.deflater = Deflater(deflate.server_max_window_bits,
+                self.extras.deflater = Deflater(deflate.server_max_window_bits,
                                          deflate.server_no_context_takeover)
         self.transport = transport
         self.hub = hub
         self.route = route
         self.state = OPEN
         self.report_code = 1006
-        self.report_reason = ""
-        self._path = path
-        self._subprotocol = subprotocol
+        if path is not route.path:
+            self.more().path = path
+        if subprotocol is not None:
+            self.more().subprotocol = subprotocol
         self.last_rx = hub.now
-        self.bucket_time = _monotonic()
-        self.msg_tokens = route.max_messages_per_second
-        self.byte_tokens = route.max_bytes_per_second
+        if route.max_messages_per_second > 0 or route.max_bytes_per_second > 0:
+            self.more().bucket_time = _monotonic()
+            self.extras.msg_tokens = route.max_messages_per_second
+            self.extras.byte_tokens = route.max_bytes_per_second
         if route.message is None and route.open is not None and route.open_async:
-            self.recv_queue = deque()
+            self.more().recv_queue = deque()
         # The 101 response is queued first, so what `open` sends leaves in the same write;
         # by reference, so a connection whose `open` sends nothing allocates no cork buffer.
         self.in_read = True
@@ -262,6 +295,7 @@ cdef class WebSocket(Parser):
 
     cdef int on_lost(self, object exc) except -1:
         cdef list waiters
+        cdef Extras x = self.extras
         if self.lost:
             return 0
         self.lost = True
@@ -270,15 +304,15 @@ cdef class WebSocket(Parser):
         self.release_buffers()
         self.chunks = None
         self.out_len = self.queued = 0
-        if self.recv_waiters:
-            waiters, self.recv_waiters = self.recv_waiters, None
+        if x is not None and x.recv_waiters:
+            waiters, x.recv_waiters = x.recv_waiters, None
             for fut in waiters:
                 if not fut.done():
-                    fut.set_exception(ConnectionClosed(self.report_code, self.report_reason))
+                    fut.set_exception(ConnectionClosed(self.report_code, self.reason()))
         self._wake_drain_waiters()
         if self.route.close is not None:
             self.call(self.route.close, self.route.close_async,
-                      (self, self.report_code, self.report_reason))
+                      (self, self.report_code, self.reason()))
         self.hub.unsubscribe_all(self)
         return 0
 
@@ -298,8 +332,10 @@ cdef class WebSocket(Parser):
             return 0
         if now - self.last_rx >= 0.5:
             self.release_input()  # idle connections own no input buffers
+            if self.own_reads:
+                self.reader_mode()
         if self.state == CLOSING:
-            if now >= self.close_deadline:
+            if now >= self.more().close_deadline:
                 self.state = CLOSED
                 self.transport.abort()
             return 0
@@ -322,12 +358,26 @@ cdef class WebSocket(Parser):
     # No data_received on purpose: uvloop reads into get_buffer's buffer, and a
     # data_received attribute would make it keep one more bound method per connection.
 
-    def get_buffer(self, Py_ssize_t sizehint):
+    @property
+    def get_buffer(self):
+        # uvloop keeps the callable this returns until the next set_protocol. A bound
+        # method would cost every connection 64 bytes, so a connection that holds no
+        # partial frame reads into the loop-wide buffer through one shared function;
+        # one that holds part of a frame switches to its own reader (reader_mode), so
+        # the rest of a big frame lands straight in its buffer, until it is idle again.
+        if self.own_reads:
+            return self._read_own
+        return _read_shared
+
+    def _read_own(self, Py_ssize_t sizehint):
         return self.get_buffer_view(sizehint)
 
     def buffer_updated(self, Py_ssize_t nbytes):
+        if not self.own_reads:
+            self.reading_shared = True  # the shared function handed out the shared buffer
         try:
             self.data_received_into(nbytes)
+            self.reader_mode()
         except Exception:
             self.hub.log.exception("xyra: internal error on %s; connection dropped",
                                    self._peer())
@@ -339,10 +389,10 @@ cdef class WebSocket(Parser):
 
     def connection_lost(self, exc):
         cdef Hub hub = self.hub
-        hub.connections.discard(self)
-        if self.ip is not None:
-            hub.release_ip(self.ip)
-            self.ip = None
+        hub.remove_socket(self)
+        if self.extras is not None and self.extras.ip is not None:
+            hub.release_ip(self.extras.ip)
+            self.extras.ip = None
         self.on_lost(exc)
 
     def pause_writing(self):
@@ -350,6 +400,21 @@ cdef class WebSocket(Parser):
 
     def resume_writing(self):
         self.on_resume_writing()
+
+    cdef int take_transport(self) except -1:
+        """Become the transport's protocol (uvloop's set_protocol)."""
+        self.is_protocol = True
+        self.own_reads = self.end != self.start or self.in_payload
+        self.transport.set_protocol(self)
+        return 0
+
+    cdef int reader_mode(self) except -1:
+        """Own reader while part of a frame is held; the shared one once idle again."""
+        cdef bint holds = self.end != self.start or self.in_payload
+        if self.is_protocol and not self.lost and holds != self.own_reads:
+            self.own_reads = holds
+            self.transport.set_protocol(self)
+        return 0
 
     # -- parser hooks ----------------------------------------------------------------------
 
@@ -366,11 +431,11 @@ cdef class WebSocket(Parser):
             return 0
         if compressed:
             # Inflate in bounded steps: max_payload_length caps the decompressed size.
-            rc = self.inflater.decompress(data, length, self.max_payload)
+            rc = self.extras.inflater.decompress(data, length, self.max_payload)
             if rc:
                 return self.fail(rc, "compressed message over the size limit" if rc == 1009
                                  else "invalid compressed data")
-            raw = self.inflater.take_result()
+            raw = self.extras.inflater.take_result()
             if opcode == OP_TEXT and PyBytes_GET_SIZE(raw) and xyra_utf8_feed(
                     XYRA_UTF8_ACCEPT, <const unsigned char*>PyBytes_AS_STRING(raw),
                     PyBytes_GET_SIZE(raw)) != XYRA_UTF8_ACCEPT:
@@ -386,29 +451,30 @@ cdef class WebSocket(Parser):
     cdef bint over_rate(self, Py_ssize_t length) except -1:
         """Token buckets: each limit allows its rate per second, with one second of burst."""
         cdef RouteConfig route = self.route
+        cdef Extras x = self.more()
         cdef double now = _monotonic()
-        cdef double elapsed = now - self.bucket_time
-        self.bucket_time = now
+        cdef double elapsed = now - x.bucket_time
+        x.bucket_time = now
         if route.max_messages_per_second > 0:
-            self.msg_tokens = min(route.max_messages_per_second,
-                                  self.msg_tokens + elapsed * route.max_messages_per_second)
-            if self.msg_tokens < 1:
+            x.msg_tokens = min(route.max_messages_per_second,
+                               x.msg_tokens + elapsed * route.max_messages_per_second)
+            if x.msg_tokens < 1:
                 return True
         if route.max_bytes_per_second > 0:
-            self.byte_tokens = min(route.max_bytes_per_second,
-                                   self.byte_tokens + elapsed * route.max_bytes_per_second)
-            if self.byte_tokens < length:
+            x.byte_tokens = min(route.max_bytes_per_second,
+                                x.byte_tokens + elapsed * route.max_bytes_per_second)
+            if x.byte_tokens < length:
                 return True
-            self.byte_tokens -= length
+            x.byte_tokens -= length
         if route.max_messages_per_second > 0:
-            self.msg_tokens -= 1
+            x.msg_tokens -= 1
         return False
 
     cdef int deliver(self, object message, object opcode) except -1:
         cdef RouteConfig route = self.route
         cdef object handler = route.message
         if handler is None:
-            if self.recv_queue is not None:
+            if self.extras is not None and self.extras.recv_queue is not None:
                 self._enqueue_received(message)
             return 0
         if self.busy or route.message_async:
@@ -442,7 +508,7 @@ cdef class WebSocket(Parser):
     cdef int on_close_frame(self, int code, unsigned char* reason, Py_ssize_t length) except -1:
         self.close_received = True
         self.report_code = code
-        self.report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
+        self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
         if self.state == OPEN:
             # Echo the peer's code (none if it sent none), then the server closes TCP first.
             self._control(OP_CLOSE, b"" if code == 1005 else code.to_bytes(2, "big"))
@@ -463,7 +529,7 @@ cdef class WebSocket(Parser):
         self.hub.log.info("xyra: closing connection from %s with %d: %s", self._peer(), code, why)
         self.finished = True
         self.report_code = code
-        self.report_reason = why
+        self.more().report_reason = why
         self.send_close(code, why)
         self.flush()
         # Half-close, then read and discard until the peer's EOF, so our close frame is
@@ -520,7 +586,7 @@ cdef class WebSocket(Parser):
 
     cdef Deflater compressor(self):
         if self.deflate_mode == 2:
-            return self.deflater
+            return self.extras.deflater
         if self.deflate_mode == 1:
             return self.hub.shared_deflater(self.deflate_bits)
         return None
@@ -595,7 +661,8 @@ cdef class WebSocket(Parser):
         return 1
 
     cdef object _over_limit(self):
-        self.dropped_count += 1
+        cdef Extras x = self.more()
+        x.dropped += 1
         self.congested = True
         if self.route.close_on_backpressure_limit:
             self.hub.log.info("xyra: terminating %s: over max_backpressure", self._peer())
@@ -641,7 +708,7 @@ cdef class WebSocket(Parser):
         payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
         self._control(OP_CLOSE, payload)
         self.state = CLOSING
-        self.close_deadline = self.hub.now + self.route.close_timeout
+        self.more().close_deadline = self.hub.now + self.route.close_timeout
         if not self.in_read:
             self.flush()
         return 0
@@ -659,8 +726,9 @@ cdef class WebSocket(Parser):
 
     cdef _wake_drain_waiters(self):
         cdef list waiters
-        if self.drain_waiters:
-            waiters, self.drain_waiters = self.drain_waiters, None
+        cdef Extras x = self.extras
+        if x is not None and x.drain_waiters:
+            waiters, x.drain_waiters = x.drain_waiters, None
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
@@ -669,11 +737,13 @@ cdef class WebSocket(Parser):
 
     cdef int call(self, object handler, bint is_async, tuple args) except -1:
         """Run a handler now, or after the async one in progress: arrival order holds."""
+        cdef Extras x
         if self.busy:
-            if self.pending is None:
-                self.pending = deque()
-            self.pending.append((handler, args))
-            if len(self.pending) >= self.route.max_queue and not self.read_paused:
+            x = self.more()
+            if x.pending is None:
+                x.pending = deque()
+            x.pending.append((handler, args))
+            if len(x.pending) >= self.route.max_queue and not self.read_paused:
                 self._pause_reading()
             return 0
         try:
@@ -696,10 +766,11 @@ cdef class WebSocket(Parser):
             exc = task.exception()
             if exc is not None:
                 self.handler_failed(exc)
-        if self.recv_queue is not None and task is not None and not self.busy \
+        cdef Extras x = self.extras
+        if x is not None and x.recv_queue is not None and not self.busy \
                 and self.route.message is None:
             # The simple handler returned: later messages have nobody to read them.
-            self.recv_queue = None
+            x.recv_queue = None
             if self.read_paused:
                 self._resume_reading()
         self.run_pending()
@@ -707,15 +778,16 @@ cdef class WebSocket(Parser):
     cdef int run_pending(self) except -1:
         cdef object handler
         cdef tuple args
-        while self.pending and not self.busy:
-            handler, args = self.pending.popleft()
+        cdef object pending = self.extras.pending if self.extras is not None else None
+        while pending and not self.busy:
+            handler, args = pending.popleft()
             self.call(handler, False, args)
-        if self.read_paused and (not self.pending or len(self.pending) < self.route.max_queue // 2):
+        if self.read_paused and (not pending or len(pending) < self.route.max_queue // 2):
             self._resume_reading()
         return 0
 
     cdef int handler_failed(self, object exc) except -1:
-        self.hub.log.error("xyra: handler error on %s from %s", self._path, self._peer(),
+        self.hub.log.error("xyra: handler error on %s from %s", self.path, self._peer(),
                            exc_info=exc)
         if self.state == OPEN:
             self.report_code = 1011
@@ -734,13 +806,14 @@ cdef class WebSocket(Parser):
                 self.transport.resume_reading()
 
     cdef _enqueue_received(self, object message):
-        while self.recv_waiters:
-            fut = self.recv_waiters.pop(0)
+        cdef Extras x = self.extras
+        while x.recv_waiters:
+            fut = x.recv_waiters.pop(0)
             if not fut.done():
                 fut.set_result(message)
                 return
-        self.recv_queue.append(message)
-        if len(self.recv_queue) >= self.route.max_queue:
+        x.recv_queue.append(message)
+        if len(x.recv_queue) >= self.route.max_queue:
             self._pause_reading()
 
     cdef object _peer(self):
@@ -748,6 +821,16 @@ cdef class WebSocket(Parser):
         # the tuple on request: idle connections don't hold one.
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return tuple(peer[:2]) if isinstance(peer, tuple) else peer
+
+    cdef Extras more(self):
+        if self.extras is None:
+            self.extras = Extras()
+        return self.extras
+
+    cdef str reason(self):
+        if self.extras is None or self.extras.report_reason is None:
+            return ""
+        return self.extras.report_reason
 
     cdef dict topic_map(self):
         if self._topics is None:
@@ -831,19 +914,22 @@ cdef class WebSocket(Parser):
     @property
     def path(self) -> str:
         """The request target the connection was opened with (path and query)."""
-        return self._path
+        if self.extras is not None and self.extras.path is not None:
+            return self.extras.path
+        return self.route.path
 
     @property
     def subprotocol(self):
         """The negotiated subprotocol, or None."""
-        return self._subprotocol
+        return self.extras.subprotocol if self.extras is not None else None
 
     @property
     def data(self) -> dict:
         """A dict for the application's own per-connection state."""
-        if self._data is None:
-            self._data = {}
-        return self._data
+        cdef Extras x = self.more()
+        if x.data is None:
+            x.data = {}
+        return x.data
 
     @property
     def buffered_amount(self) -> int:
@@ -855,7 +941,7 @@ cdef class WebSocket(Parser):
     @property
     def dropped(self) -> int:
         """Messages dropped for this connection because it was over ``max_backpressure``."""
-        return self.dropped_count
+        return self.extras.dropped if self.extras is not None else 0
 
     @property
     def topics(self) -> list:
@@ -885,9 +971,9 @@ cdef class WebSocket(Parser):
         if self.lost or not self.congested:
             fut.set_result(None)
         else:
-            if self.drain_waiters is None:
-                self.drain_waiters = []
-            self.drain_waiters.append(fut)
+            if self.more().drain_waiters is None:
+                self.extras.drain_waiters = []
+            self.extras.drain_waiters.append(fut)
         return fut
 
     def receive(self):
@@ -895,21 +981,23 @@ cdef class WebSocket(Parser):
 
         Raises ``ConnectionClosed`` once the connection is closed and no message is left.
         """
+        cdef Extras x = self.extras
+        queue = x.recv_queue if x is not None else None
         fut = self.hub.loop.create_future()
-        if self.recv_queue:
-            fut.set_result(self.recv_queue.popleft())
-            if self.read_paused and len(self.recv_queue) < self.route.max_queue // 2:
+        if queue:
+            fut.set_result(queue.popleft())
+            if self.read_paused and len(queue) < self.route.max_queue // 2:
                 self._resume_reading()
         elif self.lost or self.state != OPEN:
-            fut.set_exception(ConnectionClosed(self.report_code, self.report_reason))
-        elif self.recv_queue is None:
+            fut.set_exception(ConnectionClosed(self.report_code, self.reason()))
+        elif queue is None:
             raise RuntimeError("receive() is for a simple async handler while it runs; "
                                "this connection's messages go to its 'message' handler "
                                "or are discarded")
         else:
-            if self.recv_waiters is None:
-                self.recv_waiters = []
-            self.recv_waiters.append(fut)
+            if x.recv_waiters is None:
+                x.recv_waiters = []
+            x.recv_waiters.append(fut)
         return fut
 
     def __aiter__(self):

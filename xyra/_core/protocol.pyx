@@ -78,8 +78,11 @@ cdef class ServerContext:
 
     @property
     def connections(self):
-        """Every live connection: HTTP-phase protocols and open WebSockets."""
-        return self.hub.connections
+        """Every live connection (a new list): HTTP-phase protocols and open WebSockets."""
+        return list(self.hub.handshaking) + self.hub.sockets
+
+    cdef Py_ssize_t count(self):
+        return len(self.hub.handshaking) + len(self.hub.sockets)
 
     @property
     def per_ip(self):
@@ -88,29 +91,31 @@ cdef class ServerContext:
     def tick(self, double now):
         """Advance the shared clock and run every connection's timers."""
         self.hub.now = now
-        for proto in list(self.hub.connections):
+        for proto in list(self.hub.handshaking):
             try:
-                if type(proto) is WebSocket:
-                    (<WebSocket>proto).tick(now)
-                else:
-                    (<ServerProtocol>proto).tick(now)
+                (<ServerProtocol>proto).tick(now)
+            except Exception:
+                self.hub.log.exception("xyra: timer failed")
+        for ws in list(self.hub.sockets):
+            try:
+                (<WebSocket>ws).tick(now)
             except Exception:
                 self.hub.log.exception("xyra: timer failed")
 
     def close_all(self, int code=1001, str reason="server shutting down"):
         """Start closing every connection (graceful shutdown)."""
         self.accepting = False
-        for proto in list(self.hub.connections):
-            if type(proto) is WebSocket:
-                if (<WebSocket>proto).state == OPEN:
-                    (<WebSocket>proto).send_close(code, reason)
-            else:
-                (<ServerProtocol>proto).shutdown(code, reason)
+        for proto in list(self.hub.handshaking):
+            (<ServerProtocol>proto).shutdown(code, reason)
+        for ws in list(self.hub.sockets):
+            if (<WebSocket>ws).state == OPEN:
+                (<WebSocket>ws).send_close(code, reason)
 
     def abort_all(self):
-        for proto in list(self.hub.connections):
-            proto.transport.abort() if type(proto) is not WebSocket \
-                else (<WebSocket>proto).terminate()
+        for proto in list(self.hub.handshaking):
+            (<ServerProtocol>proto).transport.abort()
+        for ws in list(self.hub.sockets):
+            ws.terminate()
 
 
 cdef class ServerProtocol:
@@ -149,7 +154,7 @@ cdef class ServerProtocol:
         cdef ServerContext ctx = self.ctx
         cdef Hub hub = ctx.hub
         self.transport = transport
-        hub.connections.add(self)
+        hub.handshaking.add(self)
         if ctx.max_connections_per_ip:
             peer = self._peer()
             self.ip = peer[0] if isinstance(peer, tuple) else peer
@@ -157,7 +162,7 @@ cdef class ServerProtocol:
         self.deadline = hub.now + ctx.handshake_timeout
         if not ctx.accepting:
             self._reject(503, "server is shutting down")
-        elif ctx.max_connections and len(hub.connections) > ctx.max_connections:
+        elif ctx.max_connections and ctx.count() > ctx.max_connections:
             self._reject(503, f"over max_connections ({ctx.max_connections})")
         elif self.ip is not None and hub.per_ip[self.ip] > ctx.max_connections_per_ip:
             self._reject(503, f"over max_connections_per_ip ({ctx.max_connections_per_ip})")
@@ -192,7 +197,7 @@ cdef class ServerProtocol:
         if self.ws is not None:
             self.ws.connection_lost(exc)  # the WebSocket took over the bookkeeping
             return
-        self.ctx.hub.connections.discard(self)
+        self.ctx.hub.handshaking.discard(self)
         if self.ip is not None:
             self.ctx.hub.release_ip(self.ip)
 
@@ -269,6 +274,8 @@ cdef class ServerProtocol:
             self.http.feed_data(view)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0]
+            # Frames sent right behind the head are not part of it.
+            self.head_bytes = max(0, self.head_bytes - (n - offset))
             self._process_queue()
             if not self.done:
                 self._upgrade((<char*>ptr + offset)[:n - offset] if n > offset else b"")
@@ -458,13 +465,14 @@ cdef class ServerProtocol:
             ws.begin(self.transport, hub, route, target,
                      result.subprotocol, result.response, result.extension, data)
             self.ws = ws
-            hub.connections.discard(self)
-            hub.connections.add(ws)
-            ws.ip, self.ip = self.ip, None
-            if self.ctx.switch_protocol:
-                self.transport.set_protocol(ws)
+            hub.handshaking.discard(self)
+            hub.add_socket(ws)
+            if self.ip is not None:
+                ws.more().ip, self.ip = self.ip, None
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
                             PyBytes_GET_SIZE(leftover))
+            if self.ctx.switch_protocol:
+                ws.take_transport()
         except Exception:
             self.ctx.hub.log.exception("xyra: internal error opening %s", self._peer())
             self.transport.abort()

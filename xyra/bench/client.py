@@ -534,8 +534,11 @@ async def run_idle(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stats = Stats()
 
+    # Raw echo connections are plain TCP connections, open once connected.
+    path = None if spec.raw else b"/"
+
     def factory() -> Connection:
-        return Connection(loop, stats, role=IDLE, mask_key=MASK_KEY)
+        return Connection(loop, stats, path=path, role=IDLE, mask_key=MASK_KEY)
 
     # A few connections first, so one-time costs (imports, first buffers) land in
     # the baseline and not in the per-connection figure.

@@ -46,9 +46,10 @@ class Workload:
         object.__setattr__(self, "peers", tuple(self.peers))
 
     @property
-    def echo_only(self) -> bool:
-        """Whether a raw TCP echo (no WebSocket at all) can serve it."""
-        return self.kind == ECHO
+    def raw_serves(self) -> bool:
+        """Whether a raw TCP echo (no WebSocket at all) can serve it: the echo workloads,
+        and idle connections (the baseline of the per-connection memory figure)."""
+        return self.kind in (ECHO, IDLE)
 
     def scaled(self, quick: bool) -> Workload:
         """The workload as ``--quick`` runs it (smaller where size dominates the time)."""
