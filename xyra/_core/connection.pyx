@@ -419,7 +419,7 @@ cdef class WebSocket(Parser):
     # -- parser hooks ----------------------------------------------------------------------
 
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
-                        bint compressed) except -1:
+                        bint compressed, object owner) except -1:
         cdef object msg
         cdef int rc
         if self.state != OPEN:
@@ -444,6 +444,8 @@ cdef class WebSocket(Parser):
             return self.deliver(msg, OPCODES[opcode])
         if opcode == OP_TEXT:
             msg = PyUnicode_DecodeUTF8(<char*>data, length, NULL)
+        elif owner is not None:
+            msg = owner  # the buffer the frame was read into: no copy
         else:
             msg = PyBytes_FromStringAndSize(<char*>data, length)
         return self.deliver(msg, OPCODES[opcode])

@@ -1,8 +1,12 @@
 # The sans-I/O frame parser. Connection subclasses Parser and overrides the on_* hooks.
+from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t
 
 cdef extern from "mask.h":
     void xyra_mask(unsigned char* data, size_t length, const unsigned char* key, size_t phase) nogil
+
+cdef extern from "bytesbuf.h":
+    object xyra_bytes_resized(PyObject* obj, Py_ssize_t n)
 
 cdef extern from "utf8.h":
     uint32_t XYRA_UTF8_ACCEPT
@@ -21,6 +25,9 @@ cdef class Parser:
     # Grouped by size, so the struct has no padding holes (it is per connection).
     cdef:
         # Bytes this connection owns: buf[start:end] is unparsed input. NULL while idle.
+        # The storage of `bufobj`, a bytes object nobody else references, so a big
+        # binary frame read into it can be handed over as the message itself.
+        object bufobj
         unsigned char* buf
         # the fragmented message in progress (msg_opcode 0 = none)
         unsigned char* msg
@@ -62,7 +69,10 @@ cdef class Parser:
     cdef Py_ssize_t buffered_input(self) noexcept
 
     # hooks (a test subclass records them; Connection acts on them)
-    cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length, bint compressed) except -1
+    cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length, bint compressed,
+                        object owner) except -1
+    cdef object _take_buffer(self, Py_ssize_t length)
+    cdef int _resize_buf(self, Py_ssize_t n) except -1
     cdef int on_ping(self, unsigned char* data, Py_ssize_t length) except -1
     cdef int on_pong(self, unsigned char* data, Py_ssize_t length) except -1
     cdef int on_close_frame(self, int code, unsigned char* reason, Py_ssize_t length) except -1

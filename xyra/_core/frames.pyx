@@ -15,6 +15,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_WRITE
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memmove
@@ -31,6 +33,8 @@ if _shared == NULL:
 DEF MIN_OWN = 2048
 # The first step an owned buffer grows by for a big frame; then it doubles.
 DEF GROW_OWN = 65536
+# Binary frames at least this big are read into a buffer that becomes the message.
+DEF DIRECT_MIN = 65536
 
 
 cdef object shared_view():
@@ -96,9 +100,8 @@ cdef class Parser:
         self.utf8_state = XYRA_UTF8_ACCEPT
 
     cdef void release_buffers(self) noexcept:
-        if self.buf != NULL:
-            PyMem_Free(self.buf)
-            self.buf = NULL
+        self.bufobj = None
+        self.buf = NULL
         self.cap = self.start = self.end = 0
         if self.msg != NULL:
             PyMem_Free(self.msg)
@@ -111,10 +114,24 @@ cdef class Parser:
     # -- buffers ---------------------------------------------------------------------------
 
     cdef object get_buffer_view(self, Py_ssize_t sizehint):
-        cdef Py_ssize_t want
+        cdef Py_ssize_t want, held
         if self.end == self.start and not self.in_payload:
             self.reading_shared = True
             return PyMemoryView_FromMemory(<char*>_shared, SHARED_SIZE, PyBUF_WRITE)
+        self.reading_shared = False
+        if (self.in_payload and self.opcode == OP_BINARY and self.fin and not self.rsv1
+                and self.payload_len >= DIRECT_MIN):
+            # A big whole binary frame: keep its payload at offset 0 and read no byte
+            # past its end, so the buffer is the message once full (_take_buffer).
+            held = self.end - self.start
+            if self.start:
+                memmove(self.buf, self.buf + self.start, held)
+                self.start = 0
+                self.end = held
+            self._reserve(min(self.payload_len - held, max(GROW_OWN, held)))
+            return PyMemoryView_FromMemory(<char*>(self.buf + self.end),
+                                           min(self.cap - self.end, self.payload_len - held),
+                                           PyBUF_WRITE)
         # A frame is split across reads: read the rest of it straight behind what we hold,
         # growing with what actually arrived (at most doubling), so a header announcing a
         # big frame costs its sender half of what it makes us hold.
@@ -123,7 +140,6 @@ cdef class Parser:
             want = min(self.payload_len - (self.end - self.start) + MIN_OWN,
                        max(GROW_OWN, self.end - self.start))
         self._reserve(want)
-        self.reading_shared = False
         return PyMemoryView_FromMemory(<char*>(self.buf + self.end), self.cap - self.end,
                                        PyBUF_WRITE)
 
@@ -141,12 +157,39 @@ cdef class Parser:
         newcap = held + need
         if newcap < MIN_OWN:
             newcap = MIN_OWN
-        nb = <unsigned char*>PyMem_Realloc(self.buf, newcap)
-        if nb == NULL:
-            raise MemoryError()
-        self.buf = nb
-        self.cap = newcap
+        if self.bufobj is None:
+            self.bufobj = PyBytes_FromStringAndSize(NULL, newcap)
+            self.buf = <unsigned char*>PyBytes_AS_STRING(self.bufobj)
+            self.cap = newcap
+            return 0
+        return self._resize_buf(newcap)
+
+    cdef int _resize_buf(self, Py_ssize_t n) except -1:
+        """Resize the owned buffer in place when the allocator can (realloc)."""
+        cdef PyObject* old = <PyObject*>self.bufobj
+        Py_INCREF(self.bufobj)   # the reference xyra_bytes_resized takes over
+        self.bufobj = None       # ...so that one is the only one left
+        self.buf = NULL
+        self.cap = 0
+        try:
+            self.bufobj = xyra_bytes_resized(old, n)
+        except MemoryError:
+            self.start = self.end = 0  # what it held is gone; the caller fails the connection
+            raise
+        self.buf = <unsigned char*>PyBytes_AS_STRING(self.bufobj)
+        self.cap = n
         return 0
+
+    cdef object _take_buffer(self, Py_ssize_t length):
+        """The owned buffer, holding exactly one payload, becomes that message."""
+        cdef object owner
+        if self.cap != length:
+            self._resize_buf(length)
+        owner = self.bufobj
+        self.bufobj = None
+        self.buf = NULL
+        self.cap = 0
+        return owner
 
     cdef int _keep(self, const unsigned char* data, Py_ssize_t n) except -1:
         """Copy an unfinished frame's bytes out of the shared buffer."""
@@ -183,7 +226,7 @@ cdef class Parser:
     cdef void release_input(self) noexcept:
         """Free the owned input buffers if they hold nothing pending."""
         if self.buf != NULL and (self.finished or (self.start == self.end and not self.in_payload)):
-            PyMem_Free(self.buf)
+            self.bufobj = None
             self.buf = NULL
             self.cap = self.start = self.end = 0
         if self.msg != NULL and (self.finished or self.msg_opcode == 0):
@@ -349,7 +392,7 @@ cdef class Parser:
         """A whole frame has arrived (and been unmasked); act on it."""
         cdef int op = self.opcode
         cdef Py_ssize_t length = self.payload_len
-        cdef int code
+        cdef object owner = None
         if op == OP_PING:
             return self.on_ping(payload, length)
         if op == OP_PONG:
@@ -361,7 +404,11 @@ cdef class Parser:
                 if (op == OP_TEXT and not self.msg_compressed
                         and self.utf8_state != XYRA_UTF8_ACCEPT):
                     return self._fail(1007, "text message ends inside a UTF-8 sequence")
-                return self.on_message(op, payload, length, self.msg_compressed)
+                if (op == OP_BINARY and not self.msg_compressed and length >= DIRECT_MIN
+                        and payload == self.buf and self.start == 0 and self.end == length):
+                    # Read in place (get_buffer_view): the buffer holds this payload only.
+                    owner = self._take_buffer(length)
+                return self.on_message(op, payload, length, self.msg_compressed, owner)
             self.msg_opcode = op
             self.msg_len = 0
             return self._append_msg(payload, length)
@@ -374,7 +421,7 @@ cdef class Parser:
             return self._fail(1007, "text message ends inside a UTF-8 sequence")
         length = self.msg_len
         self.msg_len = 0
-        return self.on_message(op, self.msg, length, self.msg_compressed)
+        return self.on_message(op, self.msg, length, self.msg_compressed, None)
 
     cdef int _close_frame(self, unsigned char* payload, Py_ssize_t length) except -1:
         cdef int code
@@ -394,7 +441,9 @@ cdef class Parser:
     # -- hooks -----------------------------------------------------------------------------
 
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
-                        bint compressed) except -1:
+                        bint compressed, object owner) except -1:
+        # ``owner``: None, or a bytes object holding exactly this payload, now the
+        # receiver's (a big binary frame read in place); ``data`` points into it.
         return 0
 
     cdef int on_ping(self, unsigned char* data, Py_ssize_t length) except -1:
@@ -456,8 +505,9 @@ cdef class FrameParser(Parser):
         Parser.release_input(self)
 
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
-                        bint compressed) except -1:
-        cdef bytes raw = PyBytes_FromStringAndSize(<char*>data, length)
+                        bint compressed, object owner) except -1:
+        cdef bytes raw = owner if owner is not None else PyBytes_FromStringAndSize(<char*>data,
+                                                                                   length)
         if opcode == OP_TEXT and not compressed:
             self.events.append(("text", raw.decode("utf-8")))
         else:
