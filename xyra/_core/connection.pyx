@@ -32,6 +32,7 @@ cdef tuple OPCODES = tuple(OpCode(i) if i in (0, 1, 2, 8, 9, 10) else None for i
 cdef object SUCCESS = SendStatus.SUCCESS
 cdef object BACKPRESSURE = SendStatus.BACKPRESSURE
 cdef object DROPPED = SendStatus.DROPPED
+cdef object SendStatusType = SendStatus
 
 # Payloads at least this big are queued by reference (the caller's immutable bytes)
 # instead of being copied into the cork buffer.
@@ -181,6 +182,15 @@ cdef object message_payload(object message, object opcode, const char** p, Py_ss
 def _read_shared(Py_ssize_t sizehint):
     """get_buffer of every WebSocket that holds no partial frame (see WebSocket.get_buffer)."""
     return shared_view()
+
+
+cdef inline bint _maybe_awaitable(object result) except -1:
+    # What sync handlers return most (ws.send's SendStatus, publish's bool) skips the
+    # ABC check of inspect.isawaitable, which costs more than the rest of a small echo.
+    cdef object t = type(result)
+    if t is SendStatusType or t is bool or t is int:
+        return False
+    return isawaitable(result)
 
 
 cdef inline double _monotonic() noexcept:
@@ -485,7 +495,7 @@ cdef class WebSocket(Parser):
             result = handler(self, message, opcode)
         except Exception as exc:
             return self.handler_failed(exc)
-        if result is not None and isawaitable(result):
+        if result is not None and _maybe_awaitable(result):
             self._run_task(result)
         return 0
 
@@ -752,7 +762,7 @@ cdef class WebSocket(Parser):
             result = handler(*args)
         except Exception as exc:
             return self.handler_failed(exc)
-        if result is not None and (is_async or isawaitable(result)):
+        if result is not None and (is_async or _maybe_awaitable(result)):
             self._run_task(result)
         return 0
 

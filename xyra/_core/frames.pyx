@@ -37,9 +37,14 @@ DEF GROW_OWN = 65536
 DEF DIRECT_MIN = 65536
 
 
+# One memoryview of it, handed out again and again: the loop only takes a Py_buffer
+# from it for the read and releases that, so no object is made per read.
+cdef object _shared_view = PyMemoryView_FromMemory(<char*>_shared, SHARED_SIZE, PyBUF_WRITE)
+
+
 cdef object shared_view():
-    """The shared read buffer, for the HTTP phase of a connection."""
-    return PyMemoryView_FromMemory(<char*>_shared, SHARED_SIZE, PyBUF_WRITE)
+    """The shared read buffer (the HTTP phase, and WebSockets holding no partial frame)."""
+    return _shared_view
 
 
 cdef unsigned char* shared_ptr() noexcept:
@@ -117,7 +122,7 @@ cdef class Parser:
         cdef Py_ssize_t want, held
         if self.end == self.start and not self.in_payload:
             self.reading_shared = True
-            return PyMemoryView_FromMemory(<char*>_shared, SHARED_SIZE, PyBUF_WRITE)
+            return _shared_view
         self.reading_shared = False
         if (self.in_payload and self.opcode == OP_BINARY and self.fin and not self.rsv1
                 and self.payload_len >= DIRECT_MIN):
