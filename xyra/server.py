@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -66,7 +67,7 @@ class Server:
         context.switch_protocol = is_uvloop(self.loop)
         factory = ServerProtocol if context.switch_protocol else PlainServerProtocol
         self._server = await self.loop.create_server(
-            lambda: cast(asyncio.BufferedProtocol, factory(context)),
+            cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
             host,
             port,
             reuse_address=True,

@@ -84,6 +84,7 @@ class WebSocket(Parser):
         """Always raises ``TypeError``: WebSocket objects are created by the server."""
     # The asyncio protocol interface: after the upgrade the WebSocket is the
     # transport's protocol (uvloop). Called by the event loop, not by handlers.
+    data_received: None  # buffered reads only (see get_buffer)
     @property
     def get_buffer(self) -> Callable[[int], memoryview]:
         """The reader uvloop calls: shared by every connection that holds no partial frame."""

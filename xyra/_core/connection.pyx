@@ -365,8 +365,10 @@ cdef class WebSocket(Parser):
     # -- asyncio protocol interface ----------------------------------------------------------
     # After the upgrade the server hands the transport to the WebSocket itself
     # (transport.set_protocol), so an open connection carries no HTTP-phase object.
-    # No data_received on purpose: uvloop reads into get_buffer's buffer, and a
-    # data_received attribute would make it keep one more bound method per connection.
+    # uvloop reads into get_buffer's buffer and never calls data_received, but it looks
+    # the attribute up on set_protocol: None (a class attribute) costs neither a bound
+    # method per connection nor an AttributeError per upgrade.
+    data_received = None
 
     @property
     def get_buffer(self):
