@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "unit"))
 
 import fuzz_frames  # noqa: E402
+import fuzz_frames_big  # noqa: E402
 import fuzz_inflate  # noqa: E402
 
 frames = pytest.importorskip("xyra._core.frames")
@@ -48,6 +49,12 @@ def inputs(name: str) -> list[Any]:
 def test_frames_input(path: Path) -> None:
     fuzz_frames.load(frames)
     fuzz_frames.test_one_input(path.read_bytes())
+
+
+@pytest.mark.parametrize("path", inputs("frames_big"))
+def test_frames_big_input(path: Path) -> None:
+    fuzz_frames_big.load(frames)
+    fuzz_frames_big.test_one_input(path.read_bytes())
 
 
 @pytest.mark.parametrize("path", inputs("inflate"))

@@ -85,3 +85,20 @@ def test_memory_still_follows_what_arrived() -> None:
     assert parser.capacity < 128 * 1024
     assert parser.feed(frame[15:100_000]) == []
     assert parser.capacity <= 2 * 100_000 + 128 * 1024
+
+
+def test_a_bigger_reused_buffer_is_trimmed_when_taken() -> None:
+    # A split text frame leaves a big owned buffer behind for reuse; the binary frame
+    # read into it next is handed over trimmed to size (a realloc that may move it: the
+    # parser must then point at the new place, which FrameParser checks).
+    parser = FrameParser(max_payload_length=4 << 20)
+    text = "t" * 300_000
+    assert feed_in_chunks(parser, build_frame(1, text.encode(), mask=MASK), [100_000]) == [
+        ("text", text)
+    ]
+    assert parser.capacity >= 300_000
+    payload = bytes(range(256)) * 400  # 100 KiB
+    frame = build_frame(2, payload, mask=MASK)
+    assert parser.feed(frame[:40_000]) == []
+    assert parser.feed(frame[40_000:]) == [("binary", payload)]
+    assert parser.capacity == 0

@@ -72,6 +72,7 @@ cdef class Parser:
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length, bint compressed,
                         object owner) except -1
     cdef object _take_buffer(self, Py_ssize_t length)
+    cdef bint _in_place(self) noexcept
     cdef int _resize_buf(self, Py_ssize_t n) except -1
     cdef int on_ping(self, unsigned char* data, Py_ssize_t length) except -1
     cdef int on_pong(self, unsigned char* data, Py_ssize_t length) except -1

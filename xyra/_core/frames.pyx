@@ -124,8 +124,7 @@ cdef class Parser:
             self.reading_shared = True
             return _shared_view
         self.reading_shared = False
-        if (self.in_payload and self.opcode == OP_BINARY and self.fin and not self.rsv1
-                and self.payload_len >= DIRECT_MIN):
+        if self.in_payload and self._in_place():
             # A big whole binary frame: keep its payload at offset 0 and read no byte
             # past its end, so the buffer is the message once full (_take_buffer).
             held = self.end - self.start
@@ -147,6 +146,11 @@ cdef class Parser:
         self._reserve(want)
         return PyMemoryView_FromMemory(<char*>(self.buf + self.end), self.cap - self.end,
                                        PyBUF_WRITE)
+
+    cdef inline bint _in_place(self) noexcept:
+        """The frame in progress is read in place and becomes the message (_take_buffer)."""
+        return (self.opcode == OP_BINARY and self.fin and not self.rsv1
+                and self.payload_len >= DIRECT_MIN)
 
     cdef int _reserve(self, Py_ssize_t need) except -1:
         """Make cap - end >= need, moving held bytes to the front first."""
@@ -201,6 +205,9 @@ cdef class Parser:
         cdef Py_ssize_t want = n + MIN_OWN
         if self.in_payload:
             want = n + min(self.payload_len - n + MIN_OWN, max(GROW_OWN, n))
+            if self._in_place():
+                # No room past the payload: the full buffer is handed over as it is.
+                want = n + min(self.payload_len - n, max(GROW_OWN, n))
         self.start = self.end = 0
         self._reserve(want)
         memcpy(self.buf, data, n)
@@ -413,6 +420,8 @@ cdef class Parser:
                         and payload == self.buf and self.start == 0 and self.end == length):
                     # Read in place (get_buffer_view): the buffer holds this payload only.
                     owner = self._take_buffer(length)
+                    # Trimming it to size may have moved it: point at where it is now.
+                    payload = <unsigned char*>PyBytes_AS_STRING(owner)
                 return self.on_message(op, payload, length, self.msg_compressed, owner)
             self.msg_opcode = op
             self.msg_len = 0
@@ -511,8 +520,13 @@ cdef class FrameParser(Parser):
 
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
                         bint compressed, object owner) except -1:
-        cdef bytes raw = owner if owner is not None else PyBytes_FromStringAndSize(<char*>data,
-                                                                                   length)
+        cdef bytes raw
+        if owner is not None:
+            if data != <unsigned char*>PyBytes_AS_STRING(owner) or len(owner) != length:
+                raise AssertionError("the payload pointer does not point into the message")
+            raw = owner
+        else:
+            raw = PyBytes_FromStringAndSize(<char*>data, length)
         if opcode == OP_TEXT and not compressed:
             self.events.append(("text", raw.decode("utf-8")))
         else:
