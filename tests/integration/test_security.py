@@ -167,6 +167,11 @@ async def test_tls_wss() -> None:
             big = os.urandom(300_000)
             await c.send(big)
             assert await asyncio.wait_for(c.recv(), TIMEOUT) == big
+            # Through the TLS layer too, the reader switches between the shared buffer
+            # and the in-place one: small and big messages keep coming back intact.
+            for message in ("after", os.urandom(70_000), b"x", os.urandom(1 << 20)[:900_000]):
+                await c.send(message)
+                assert await asyncio.wait_for(c.recv(), TIMEOUT) == message
     finally:
         await server.stop(timeout=1)
 
