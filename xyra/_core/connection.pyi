@@ -56,8 +56,10 @@ class Hub:
     log: logging.Logger
     now: float
     thread_id: int
-    connections: set[Any]
-    """Every live protocol: HTTP-phase ones and open WebSockets."""
+    handshaking: set[Any]
+    """HTTP-phase protocols."""
+    sockets: list[WebSocket]
+    """Open WebSockets (each knows its index)."""
     per_ip: dict[Any, int]
     """Remote host -> open connections (while per-address limits are on)."""
     def __init__(self, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None: ...
@@ -72,6 +74,9 @@ class Hub:
         exclude: WebSocket | None = None,
     ) -> int:
         """Queue ``message`` for every subscriber of ``topic``; how many it was queued for."""
+
+class Extras:
+    """The per-connection state few connections need, created on first use."""
 
 class WebSocket(Parser):
     """One WebSocket connection: the same object in every callback, hashable.

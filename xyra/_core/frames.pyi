@@ -35,6 +35,11 @@ class FrameParser(Parser):
     @property
     def buffered(self) -> int:
         """Bytes of input held between feeds (partial frames and fragments)."""
+    @property
+    def capacity(self) -> int:
+        """Bytes of memory the owned input buffers take (held or not)."""
+    def release_input(self) -> None:
+        """Free the owned input buffers if nothing is pending (the server does it when idle)."""
 
 def build_frame(
     opcode: int,
