@@ -13,10 +13,13 @@ functions run on whatever build is importable.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -75,3 +78,30 @@ def check_loaded(module: object) -> None:
     path = Path(getattr(module, "__file__", "") or "").resolve()
     if fuzz_tree() not in path.parents:
         sys.exit(f"fuzz: imported {path}, not the build in {fuzz_tree()}")
+
+
+def fuzz(module: str, load: Callable[[Any], None], test_one_input: Callable[[bytes], None]) -> None:
+    """Run a harness under libFuzzer against the fuzz build of ``xyra._core.<module>``."""
+    prepare()
+    import atheris
+
+    compiled = importlib.import_module(f"xyra._core.{module}")
+    check_loaded(compiled)
+    load(compiled)
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+class Mismatch(AssertionError):
+    """The code under test broke its contract; the message is the harness's report."""
+
+
+def feed_checked(parser: Any, chunk: bytes, i: int, report: Callable[[str], str]) -> list[Any]:
+    """``parser.feed(chunk)``, which must return a list and never raise."""
+    try:
+        out = parser.feed(chunk)
+    except Exception as e:  # the core must never raise
+        raise Mismatch(report(f"feed {i} raised {e!r}")) from e
+    if not isinstance(out, list):
+        raise Mismatch(report(f"feed returned {type(out)}"))
+    return out

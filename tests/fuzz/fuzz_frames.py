@@ -34,6 +34,8 @@ import random
 import sys
 from typing import Any
 
+from _common import Mismatch, feed_checked
+
 MAX_LENGTHS = (
     0, 1, 2, 3, 16, 125, 126, 127, 200, 1000, 4096, 65_535, 65_536, 70_000, 300_000, 1 << 20,
 )  # fmt: skip
@@ -198,10 +200,6 @@ def decode(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
 # --------------------------------------------------------------------------- the check
 
 
-class Mismatch(AssertionError):
-    pass
-
-
 def _norm(ev: Any) -> Any:
     return ("error", ev[1]) if ev and ev[0] == "error" else ev
 
@@ -252,12 +250,7 @@ def check(opts: dict[str, Any], chunks: list[bytes]) -> None:
         )
 
     for i, c in enumerate(chunks):
-        try:
-            out = parser.feed(c)
-        except Exception as e:  # the core must never raise
-            raise Mismatch(report(f"feed {i} raised {e!r}")) from e
-        if not isinstance(out, list):
-            raise Mismatch(report(f"feed returned {type(out)}"))
+        out = feed_checked(parser, c, i, report)
         got += [(i, ev) for ev in out]
         for ev in out:
             if not _well_formed(ev, opts):

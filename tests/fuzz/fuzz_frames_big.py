@@ -41,6 +41,8 @@ import random
 import sys
 from typing import Any
 
+from _common import Mismatch, feed_checked, fuzz
+
 MAX_LENGTHS = (1 << 20, 1 << 20, 400_000, 300_000, 200_000, 100_000, 65_536, 65_535)
 CONTROL_SLACK = 14 + 125
 MAX_FEEDS = 600
@@ -345,10 +347,6 @@ def _brief(ev: Any) -> Any:
     return (ev[0], *ev[1:])
 
 
-class Mismatch(AssertionError):
-    pass
-
-
 def _well_formed(ev: Any, limit: int) -> bool:
     if not isinstance(ev, tuple) or not ev:
         return False
@@ -414,13 +412,8 @@ def check(data: bytes) -> None:
         )
 
     for i, c in enumerate(chunks):
-        try:
-            out = parser.feed(c)
-        except Exception as e:  # the core must never raise
-            raise Mismatch(report(f"feed {i} raised {e!r}")) from e
+        out = feed_checked(parser, c, i, report)
         fed += len(c)
-        if not isinstance(out, list):
-            raise Mismatch(report(f"feed returned {type(out)}"))
         for ev in out:
             if not _well_formed(ev, limit):
                 raise Mismatch(report(f"malformed event {ev!r:.200}"))
@@ -464,17 +457,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    import _common
-
-    _common.prepare()
-    import atheris
-
-    from xyra._core import frames as fr
-
-    _common.check_loaded(fr)
-    load(fr)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz("frames", load, test_one_input)
 
 
 if __name__ == "__main__":

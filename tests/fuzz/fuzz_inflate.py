@@ -37,9 +37,10 @@ Round-trip mode: one Deflater and one Inflater (same options) for all messages: 
 from __future__ import annotations
 
 import random
-import sys
 import zlib
 from typing import Any
+
+from _common import fuzz
 
 TAIL = b"\x00\x00\xff\xff"
 FINAL_EMPTY_BLOCK = b"\x01\x00\x00\xff\xff"  # BFINAL=1, stored, LEN=0
@@ -272,17 +273,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    import _common
-
-    _common.prepare()
-    import atheris
-
-    from xyra._core import deflate as df
-
-    _common.check_loaded(df)
-    load(df)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz("deflate", load, test_one_input)
 
 
 if __name__ == "__main__":

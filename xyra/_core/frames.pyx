@@ -203,11 +203,11 @@ cdef class Parser:
     cdef int _keep(self, const unsigned char* data, Py_ssize_t n) except -1:
         """Copy an unfinished frame's bytes out of the shared buffer."""
         cdef Py_ssize_t want = n + MIN_OWN
+        cdef Py_ssize_t past = MIN_OWN  # room for the next header
         if self.in_payload:
-            want = n + min(self.payload_len - n + MIN_OWN, max(GROW_OWN, n))
             if self._in_place():
-                # No room past the payload: the full buffer is handed over as it is.
-                want = n + min(self.payload_len - n, max(GROW_OWN, n))
+                past = 0  # the full buffer is handed over as it is
+            want = n + min(self.payload_len - n + past, max(GROW_OWN, n))
         self.start = self.end = 0
         self._reserve(want)
         memcpy(self.buf, data, n)

@@ -530,6 +530,27 @@ async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     return result
 
 
+def memory_result(
+    w: wl.Workload, conns: list[Connection], before: int, after: int, **checks: Any
+) -> dict[str, Any]:
+    """A memory sample: the server's VmRSS growth per connection opened (no rate, no CPU)."""
+    return {
+        "value": (after - before) / max(1, len(conns)),
+        "count": len(conns),
+        "seconds": None,
+        "server_cpu": None,
+        "per_server_cpu_s": None,
+        "client_cpu": None,
+        "checks": {
+            "requested": w.connections,
+            "opened": len(conns),
+            **checks,
+            "rss_before": before,
+            "rss_after": after,
+        },
+    }
+
+
 async def run_idle(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stats = Stats()
@@ -548,21 +569,7 @@ async def run_idle(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     conns = await open_many(spec.port, [factory] * w.connections, spec.timeout * 4, must_all=False)
     await asyncio.sleep(max(1.0, spec.warmup))
     after = rss_bytes(spec.server_pid)
-    result = {
-        "value": (after - before) / max(1, len(conns)),
-        "count": len(conns),
-        "seconds": None,
-        "server_cpu": None,
-        "per_server_cpu_s": None,
-        "client_cpu": None,
-        "checks": {
-            "requested": w.connections,
-            "opened": len(conns),
-            "lost": stats.lost,
-            "rss_before": before,
-            "rss_after": after,
-        },
-    }
+    result = memory_result(w, conns, before, after, lost=stats.lost)
     await close_all(warm + conns, spec.timeout)
     return result
 
@@ -612,25 +619,17 @@ async def run_memory(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     drained = await exchange(conns)
     await asyncio.sleep(max(MEMORY_SETTLE, spec.warmup))
     after = rss_bytes(spec.server_pid)
-    result = {
-        "value": (after - before) / max(1, len(conns)),
-        "count": len(conns),
-        "seconds": None,
-        "server_cpu": None,
-        "per_server_cpu_s": None,
-        "client_cpu": None,
-        "checks": {
-            "requested": w.connections,
-            "opened": len(conns),
-            "sent": sum(c.sent for c in conns),
-            "received": sum(c.received for c in conns),
-            "lost": stats.lost,
-            "drained": drained,
-            "rss_before": before,
-            "rss_after": after,
-            **compression_checks([conns], messages, None),
-        },
-    }
+    result = memory_result(
+        w,
+        conns,
+        before,
+        after,
+        sent=sum(c.sent for c in conns),
+        received=sum(c.received for c in conns),
+        lost=stats.lost,
+        drained=drained,
+        **compression_checks([conns], messages, None),
+    )
     await close_all(warm + conns, spec.timeout)
     return result
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 # The kinds of load the client knows how to drive.
@@ -59,6 +59,45 @@ class Workload:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PUBSUB_DEFLATE = Workload(
+    "pubsub_deflate",
+    PUBSUB,
+    "1 topic, 1000 subscribers offering permessage-deflate, 1 publisher pipelining 16"
+    " different ~1.1 KiB JSON messages, published with compress=True (shared"
+    " compressor); run it by name",
+    window=16,
+    size=1124,
+    topics=1,
+    subscribers=1000,
+    unit="deliveries/s",
+    default=False,
+    payload="json",
+    route=PUBSUB_DEFLATE_ROUTE,
+    deflate=True,
+    peers=DEFLATE_PEERS,
+)
+
+DEDICATED_MEMORY = Workload(
+    "dedicated_memory",
+    MEMORY,
+    "server memory per connection with a dedicated compressor: 1000 connections"
+    " offering permessage-deflate each send 10 compressed ~8 KiB JSON messages and"
+    " get them back compressed (both 32 KiB windows filled); VmRSS growth / 1000;"
+    " run it by name",
+    connections=1000,
+    window=10,
+    size=8 * 1024,
+    unit="bytes/conn",
+    higher_is_better=False,
+    default=False,
+    payload="json",
+    route=ECHO_DEFLATE_ROUTE,
+    deflate=True,
+    messages=10,
+    peers=("xyra",),
+)
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -133,72 +172,25 @@ WORKLOADS: dict[str, Workload] = {
             unit="bytes/conn",
             higher_is_better=False,
         ),
-        Workload(
-            "pubsub_deflate",
-            PUBSUB,
-            "1 topic, 1000 subscribers offering permessage-deflate, 1 publisher pipelining 16"
-            " different ~1.1 KiB JSON messages, published with compress=True (shared"
-            " compressor); run it by name",
-            window=16,
-            size=1124,
-            topics=1,
-            subscribers=1000,
-            unit="deliveries/s",
-            default=False,
-            payload="json",
-            route=PUBSUB_DEFLATE_ROUTE,
-            deflate=True,
-            peers=DEFLATE_PEERS,
+        PUBSUB_DEFLATE,
+        replace(
+            PUBSUB_DEFLATE,
+            name="pubsub_deflate_off",
+            summary=(
+                "pubsub_deflate's baseline: the same route, messages and load, but the"
+                " subscribers do not offer permessage-deflate (sent uncompressed); run it by name"
+            ),
+            deflate=False,
         ),
-        Workload(
-            "pubsub_deflate_off",
-            PUBSUB,
-            "pubsub_deflate's baseline: the same route, messages and load, but the"
-            " subscribers do not offer permessage-deflate (sent uncompressed); run it by name",
-            window=16,
-            size=1124,
-            topics=1,
-            subscribers=1000,
-            unit="deliveries/s",
-            default=False,
-            payload="json",
-            route=PUBSUB_DEFLATE_ROUTE,
-            peers=DEFLATE_PEERS,
-        ),
-        Workload(
-            "dedicated_memory",
-            MEMORY,
-            "server memory per connection with a dedicated compressor: 1000 connections"
-            " offering permessage-deflate each send 10 compressed ~8 KiB JSON messages and"
-            " get them back compressed (both 32 KiB windows filled); VmRSS growth / 1000;"
-            " run it by name",
-            connections=1000,
-            window=10,
-            size=8 * 1024,
-            unit="bytes/conn",
-            higher_is_better=False,
-            default=False,
-            payload="json",
-            route=ECHO_DEFLATE_ROUTE,
-            deflate=True,
-            messages=10,
-            peers=("xyra",),
-        ),
-        Workload(
-            "dedicated_memory_off",
-            MEMORY,
-            "dedicated_memory's baseline: the same route and messages, no permessage-deflate"
-            " offered (sent and echoed uncompressed); run it by name",
-            connections=1000,
-            window=10,
-            size=8 * 1024,
-            unit="bytes/conn",
-            higher_is_better=False,
-            default=False,
-            payload="json",
-            route=ECHO_DEFLATE_ROUTE,
-            messages=10,
-            peers=("xyra",),
+        DEDICATED_MEMORY,
+        replace(
+            DEDICATED_MEMORY,
+            name="dedicated_memory_off",
+            summary=(
+                "dedicated_memory's baseline: the same route and messages, no permessage-deflate"
+                " offered (sent and echoed uncompressed); run it by name"
+            ),
+            deflate=False,
         ),
         Workload(
             "echo_deep",
