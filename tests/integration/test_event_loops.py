@@ -21,6 +21,9 @@ from xyra import App
 from xyra._core.connection import WebSocket
 
 TIMEOUT = 10.0
+# An upgrade request for /echo written by hand (the RFC 6455 sample key).
+UPGRADE = (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
 def echo_app(**options: Any) -> tuple[App, list[Any]]:
@@ -75,9 +78,7 @@ async def test_per_ip_count_follows_the_connection_after_the_upgrade(serve: Any)
 async def handshake_status(port: int) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        writer.write(UPGRADE)
         line = await asyncio.wait_for(reader.readline(), TIMEOUT)
         return int(line.split()[1])
     finally:
@@ -146,11 +147,8 @@ async def test_plain_asyncio_loop_frames_in_the_handshake_packet(plain: Any) -> 
     sock.setblocking(False)
     try:
         await loop.sock_connect(sock, ("127.0.0.1", served.server.port))
-        request = (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   b"Sec-WebSocket-Version: 13\r\n\r\n")
         frame = b"\x81\x82\x00\x00\x00\x00hi"  # masked (zero key) "hi" after the head
-        await loop.sock_sendall(sock, request + frame)
+        await loop.sock_sendall(sock, UPGRADE + frame)
         data = b""
         while not data.endswith(b"\x81\x02hi"):
             chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
@@ -191,9 +189,7 @@ async def test_reader_switches_between_shared_and_own_buffers(serve: Any) -> Non
 
     try:
         await loop.sock_connect(sock, ("127.0.0.1", server.port))
-        await loop.sock_sendall(sock, b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                                b"Connection: Upgrade\r\nSec-WebSocket-Key: "
-                                b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        await loop.sock_sendall(sock, UPGRADE)
         while b"\r\n\r\n" not in received:
             received.extend(await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT))
         del received[:received.index(b"\r\n\r\n") + 4]
@@ -226,10 +222,7 @@ async def test_frames_right_behind_the_request_do_not_count_as_head(serve: Any) 
     frame = b"\x82\xff" + len(payload).to_bytes(8, "big") + b"\x00\x00\x00\x00" + payload
     try:
         await loop.sock_connect(sock, ("127.0.0.1", server.port))
-        await loop.sock_sendall(sock, b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                                b"Connection: Upgrade\r\nSec-WebSocket-Key: "
-                                b"dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                                + frame)
+        await loop.sock_sendall(sock, UPGRADE + frame)
         data = b""
         while not data.endswith(payload):
             chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), TIMEOUT)
