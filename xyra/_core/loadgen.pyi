@@ -7,7 +7,6 @@ ECHO: Final[int]
 SUBSCRIBER: Final[int]
 PUBLISHER: Final[int]
 IDLE: Final[int]
-CYCLE: Final[int]
 HANDSHAKE_KEY: Final[bytes]
 HANDSHAKE_ACCEPT: Final[bytes]
 
@@ -83,7 +82,6 @@ class Connection(asyncio.BufferedProtocol):
     deflate: bool
     """The server accepted permessage-deflate in its handshake response."""
     opened: asyncio.Future[None]
-    done: asyncio.Future[None]
     error: str | None
     def __init__(
         self,

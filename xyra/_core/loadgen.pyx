@@ -1,7 +1,11 @@
 # cython: language_level=3
-"""The compiled WebSocket load client behind ``xyra bench``.
+"""The compiled WebSocket load client behind ``xyra bench``: the event-loop side.
 
-It must never be the bottleneck, so the per-message path does no Python work:
+``Connection`` (an asyncio protocol on uvloop) serves the workloads that hold many
+connections (pub/sub, idle, memory); the echo and connect workloads run on
+``xyra._core.sockload``, which drives plain sockets itself, with this module's
+``FrameCounter``. The load client must never be the bottleneck, so the
+per-message path does no Python work:
 
 * client frames are built and masked once, before the run (``build_frame``); a
   connection that has to send ``k`` more messages writes one pre-joined ``bytes``
@@ -34,20 +38,12 @@ ECHO = 0          # keep `window` messages in flight, one new message per reply
 SUBSCRIBER = 1    # only receives; reports deliveries to its Topic
 PUBLISHER = 2     # sends on its Topic's credit
 IDLE = 3          # opens and stays quiet
-CYCLE = 4         # handshake, close handshake, done (the `connect` workload)
 
 DEF _ECHO = 0
 DEF _SUBSCRIBER = 1
 DEF _PUBLISHER = 2
 DEF _IDLE = 3
-DEF _CYCLE = 4
 
-# Flags FrameCounter raises for the connection to act on after a read.
-DEF _F_PING = 1
-DEF _F_CLOSE = 2
-DEF _F_ERROR = 4
-
-DEF MAX_HEADER = 14
 DEF READ_SIZE = 1048576
 
 # The RFC 6455 sample key and its accept value: the handshake is checked, not trusted.
@@ -58,50 +54,6 @@ HANDSHAKE_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 # A bytearray is never resized here, so its data pointer is stable.
 cdef bytearray _read_buffer = bytearray(READ_SIZE)
 cdef uint8_t* _read_ptr = <uint8_t*><char*>_read_buffer
-
-
-cdef struct Header:
-    uint64_t length
-    int opcode
-    int fin
-    int rsv1
-    int masked
-    uint8_t key[4]
-
-
-cdef inline Py_ssize_t _parse_header(const uint8_t* p, Py_ssize_t n, Header* h) noexcept nogil:
-    """Parse one frame header: its size if complete, 0 if more bytes are needed, -1 if invalid."""
-    cdef Py_ssize_t size = 2
-    cdef uint64_t length
-    cdef int i
-    if n < 2:
-        return 0
-    h.fin = p[0] >> 7
-    h.rsv1 = (p[0] >> 6) & 1
-    h.opcode = p[0] & 0x0F
-    h.masked = p[1] >> 7
-    length = p[1] & 0x7F
-    if length == 126:
-        size = 4
-        if n < size:
-            return 0
-        length = (<uint64_t>p[2] << 8) | p[3]
-    elif length == 127:
-        size = 10
-        if n < size:
-            return 0
-        length = 0
-        for i in range(2, 10):
-            length = (length << 8) | p[i]
-        if length >> 63:
-            return -1
-    if h.masked:
-        if n < size + 4:
-            return 0
-        memcpy(h.key, p + size, 4)
-        size += 4
-    h.length = length
-    return size
 
 
 cdef void _mask(uint8_t* data, Py_ssize_t n, const uint8_t* key) noexcept nogil:
@@ -131,7 +83,7 @@ def parse_header(data):
     """
     cdef const uint8_t[::1] view = data
     cdef Header h
-    cdef Py_ssize_t size = _parse_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
+    cdef Py_ssize_t size = read_header(&view[0] if view.shape[0] else NULL, view.shape[0], &h)
     if size < 0:
         raise ValueError("invalid 64-bit payload length")
     if size == 0:
@@ -212,23 +164,6 @@ cdef class FrameCounter:
     first frame had RSV1 set (permessage-deflate); they are counted, not inflated.
     """
 
-    cdef:
-        uint8_t hbuf[MAX_HEADER]
-        Py_ssize_t hlen             # bytes of a partial header held in hbuf
-        Header h                    # the frame being received
-        uint64_t remaining          # its payload bytes still to come
-        uint64_t msg_length         # payload bytes of the message so far
-        int msg_opcode
-        int msg_rsv1
-        uint8_t ctrl[125]
-        Py_ssize_t ctrl_len
-        readonly long long messages, frames, payload_bytes, mismatched, compressed
-        readonly long long expect_length
-        readonly int expect_opcode
-        readonly int flags          # _F_* bits the owner has not handled yet
-        readonly int close_code     # -1 before a close frame, 1005 if it had no code
-        readonly bytes ping_payload
-
     def __cinit__(self, long long expect_length=-1, int expect_opcode=-1):
         self.expect_length = expect_length
         self.expect_opcode = expect_opcode
@@ -245,7 +180,7 @@ cdef class FrameCounter:
         """The pending ``(ping, close, error)`` flags, cleared."""
         cdef int f = self.flags
         self.flags = 0
-        return bool(f & _F_PING), bool(f & _F_CLOSE), bool(f & _F_ERROR)
+        return bool(f & F_PING), bool(f & F_CLOSE), bool(f & F_ERROR)
 
     cdef Py_ssize_t feed_ptr(self, const uint8_t* p, Py_ssize_t n) noexcept:
         cdef Py_ssize_t pos = 0, size, take, done = 0
@@ -263,7 +198,7 @@ cdef class FrameCounter:
                     done += self._frame_done()
                 continue
             if self.hlen == 0:
-                size = _parse_header(p + pos, n - pos, &self.h)
+                size = read_header(p + pos, n - pos, &self.h)
                 if size > 0:
                     pos += size
                     if self.h.opcode < 8 and self.h.length <= <uint64_t>(n - pos):
@@ -274,7 +209,7 @@ cdef class FrameCounter:
                         done += self._frame_start()
                     continue
                 if size < 0:
-                    self.flags |= _F_ERROR
+                    self.flags |= F_ERROR
                     return done
                 # A partial header: keep it for the next read.
                 take = n - pos
@@ -286,22 +221,36 @@ cdef class FrameCounter:
             if take > n - pos:
                 take = n - pos
             memcpy(self.hbuf + self.hlen, p + pos, take)
-            size = _parse_header(self.hbuf, self.hlen + take, &self.h)
+            size = read_header(self.hbuf, self.hlen + take, &self.h)
             if size == 0:
                 self.hlen += take
                 return done
             if size < 0:
-                self.flags |= _F_ERROR
+                self.flags |= F_ERROR
                 return done
             pos += size - self.hlen
             self.hlen = 0
             done += self._frame_start()
         return done
 
-    cdef inline Py_ssize_t _frame_start(self) noexcept:
+    cdef uint64_t skippable(self) noexcept:
+        """How many payload bytes of a data frame come next: bytes a reader may drop
+        unread (``skip``), since only their count matters."""
+        if self.hlen == 0 and self.h.opcode < 8:
+            return self.remaining
+        return 0
+
+    cdef Py_ssize_t skip(self, uint64_t n) noexcept:
+        """Count ``n <= skippable()`` payload bytes as received; messages completed."""
+        self.remaining -= n
+        if not self.remaining:
+            return self._frame_done()
+        return 0
+
+    cdef Py_ssize_t _frame_start(self) noexcept:
         if self.h.opcode >= 8:
             if self.h.length > 125 or not self.h.fin:
-                self.flags |= _F_ERROR
+                self.flags |= F_ERROR
                 self.remaining = 0
                 return 0
             self.ctrl_len = 0
@@ -310,13 +259,13 @@ cdef class FrameCounter:
             return self._frame_done()
         return 0
 
-    cdef inline Py_ssize_t _frame_done(self) noexcept:
+    cdef Py_ssize_t _frame_done(self) noexcept:
         if self.h.opcode >= 8:
             self._control_done()
             return 0
         return self._data_done()
 
-    cdef inline Py_ssize_t _data_done(self) noexcept:
+    cdef Py_ssize_t _data_done(self) noexcept:
         self.frames += 1
         self.payload_bytes += self.h.length
         if self.h.opcode != 0:
@@ -340,10 +289,10 @@ cdef class FrameCounter:
         if self.h.masked:
             _mask(self.ctrl, self.ctrl_len, self.h.key)
         if self.h.opcode == 9:
-            self.flags |= _F_PING
+            self.flags |= F_PING
             self.ping_payload = PyBytes_FromStringAndSize(<char*>self.ctrl, self.ctrl_len)
         elif self.h.opcode == 8:
-            self.flags |= _F_CLOSE
+            self.flags |= F_CLOSE
             if self.ctrl_len >= 2:
                 self.close_code = (self.ctrl[0] << 8) | self.ctrl[1]
             else:
@@ -353,7 +302,7 @@ cdef class FrameCounter:
 cdef class Stats:
     """Counters shared by the connections of one run, read by the runner between phases."""
 
-    cdef public long long messages   # data messages received (or cycles completed)
+    cdef public long long messages   # data messages received
     cdef public long long bytes_in   # bytes read, headers included
     cdef public long long reads      # buffer_updated calls (messages per read shows batching)
     cdef public long long opened     # handshakes completed
@@ -468,7 +417,6 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         readonly long long sent, received
         readonly bint is_open, running, lost, closing, deflate
         readonly object opened       # Future: the handshake completed (or failed)
-        readonly object done         # Future: the connection is gone (or a cycle ended)
         readonly str error
 
     def __init__(self, loop, Stats stats, *, path=b"/", host=b"127.0.0.1", int role=_ECHO,
@@ -482,7 +430,6 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.mask_key = mask_key
         self.parser = FrameCounter(expect_length, expect_opcode)
         self.opened = loop.create_future()
-        self.done = loop.create_future()
         self.batches = [b""]
         if frame is not None:
             self.batches += [frame * k for k in range(1, window + 1)]
@@ -494,8 +441,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
             for i in range(self.nframes + window):
                 self.offsets.append(self.offsets[-1] + len(<bytes>frames[i % self.nframes]))
             self.cycle = b"".join([frames[i % self.nframes] for i in range(self.nframes + window)])
-        # The `connect` workload makes thousands of these per second: build the
-        # constant parts once per process.
+        # Thousands of these open at once: build the constant parts once per process.
         self.close_frame = _close_frames.get(mask_key)
         if self.close_frame is None:
             self.close_frame = _close_frames[mask_key] = build_frame(b"\x03\xe8", 8, mask_key)
@@ -556,11 +502,9 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.is_open = False
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(self.error or "connection lost"))
-            # Retrieved here so asyncio does not log it when nobody awaits `opened`
-            # (the connect workload only awaits `done`); awaiting it still raises.
+            # Retrieved here so asyncio does not log it when nobody awaits `opened`;
+            # awaiting it still raises.
             self.opened.exception()
-        if not self.done.done():
-            self.done.set_result(None)
 
     def pause_writing(self):
         # Windows are bounded, so what uvloop buffers while paused is bounded too.
@@ -643,9 +587,6 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         self.stats.opened += 1
         if not self.opened.done():
             self.opened.set_result(None)
-        if self.role == _CYCLE:
-            self.closing = True
-            self._write(self.close_frame)
 
     cdef Py_ssize_t _handshake(self, Py_ssize_t nbytes) except -2:
         """Consume the HTTP response; the offset where frames begin, or -1 on failure."""
@@ -684,15 +625,13 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
     cdef void _control(self) except *:
         cdef int flags = self.parser.flags
         self.parser.flags = 0
-        if flags & _F_PING and not self.closing:
+        if flags & F_PING and not self.closing:
             self._write(build_frame(self.parser.ping_payload, 10, self.mask_key))
-        if flags & _F_ERROR:
+        if flags & F_ERROR:
             self.error = "invalid frame from server"
             self.abort()
             return
-        if flags & _F_CLOSE:
-            if self.role == _CYCLE and self.is_open:
-                self.stats.messages += 1
+        if flags & F_CLOSE:
             self.running = False
             if not self.closing:
                 # The server started the close: answer it, then let it drop TCP.
@@ -700,5 +639,3 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
                 self.closing = True
                 self._write(self.close_frame)
             self.transport.close()
-            if self.role == _CYCLE and not self.done.done():
-                self.done.set_result(None)

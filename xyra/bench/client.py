@@ -20,8 +20,8 @@ from functools import partial
 from typing import Any
 
 from xyra._core.loadgen import (
-    CYCLE,
     ECHO,
+    HANDSHAKE_KEY,
     IDLE,
     PUBLISHER,
     SUBSCRIBER,
@@ -30,6 +30,7 @@ from xyra._core.loadgen import (
     Topic,
     build_frame,
 )
+from xyra._core.sockload import ConnectDriver, EchoDriver
 from xyra.bench import payloads
 from xyra.bench import workloads as wl
 from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
@@ -165,11 +166,6 @@ async def close_all(conns: list[Connection], timeout: float) -> None:
         c.abort()
 
 
-def identity(conn: Connection) -> Connection:
-    """A protocol factory's body for a connection made beforehand."""
-    return conn
-
-
 def payload_frame(w: wl.Workload) -> bytes:
     """The one pre-masked frame a workload's connections send, over and over."""
     payload = (b"\xa5" if w.binary else b"x") * w.size
@@ -193,18 +189,23 @@ def mean(total: float, count: int) -> float | None:
     return total / count if count else None
 
 
+def upgrade_request(path: bytes, extensions: bytes | None = None) -> bytes:
+    """The load client's WebSocket upgrade request for ``path`` on ``HOST``."""
+    return (
+        b"GET " + path + b" HTTP/1.1\r\nHost: " + HOST.encode()
+        + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+        + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n"
+        + (b"Sec-WebSocket-Extensions: " + extensions + b"\r\n" if extensions else b"")
+        + b"\r\n"
+    )
+
+
 async def upgrade(
     port: int, path: str, extensions: bytes | None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
     """A plain asyncio WebSocket client handshake: reader, writer and the response head."""
     reader, writer = await asyncio.open_connection(HOST, port)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n".encode()
-        + (b"Sec-WebSocket-Extensions: " + extensions + b"\r\n" if extensions else b"")
-        + b"\r\n"
-    )
+    writer.write(upgrade_request(path.encode(), extensions))
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
         writer.close()
@@ -267,52 +268,55 @@ async def check_inflate(port: int, route: str, message: bytes, timeout: float) -
     return result
 
 
+def drive_until(driver: EchoDriver, cond: Callable[[], bool], timeout: float) -> bool:
+    """Serve ``driver`` until ``cond`` holds, or no reply came for a second, or
+    ``timeout`` passed; whether it held."""
+    deadline = time.monotonic() + timeout
+    last, since = driver.messages, time.monotonic()
+    while not cond():
+        now = time.monotonic()
+        if now > deadline or now - since > 1.0:
+            return False
+        driver.run(0.01)
+        if driver.messages != last:
+            last, since = driver.messages, time.monotonic()
+    return True
+
+
 async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    stats = Stats()
-    frame = payload_frame(w)
-    opcode = 2 if w.binary else 1
-    path = None if spec.raw else b"/"
     # The raw echo returns the client's own frames: masked, same length and opcode.
-
-    def factory() -> Connection:
-        return Connection(
-            loop,
-            stats,
-            path=path,
-            role=ECHO,
-            frame=frame,
-            window=w.window,
-            mask_key=MASK_KEY,
-            expect_length=w.size,
-            expect_opcode=opcode,
-        )
-
-    conns = await open_many(spec.port, [factory] * w.connections, spec.timeout)
-    for c in conns:
-        c.start()
-    await asyncio.sleep(spec.warmup)
-    a = Mark.now(stats.messages, spec.server_pid)
-    await asyncio.sleep(spec.duration)
-    b = Mark.now(stats.messages, spec.server_pid)
-    for c in conns:
-        c.stop()
-    drained = await wait_quiet(
-        lambda: all(c.in_flight == 0 or c.lost for c in conns),
-        lambda: stats.messages,
-        spec.timeout,
+    driver = EchoDriver(
+        spec.port,
+        w.connections,
+        payload_frame(w),
+        w.window,
+        request=None if spec.raw else upgrade_request(b"/"),
+        expect_length=w.size,
+        expect_opcode=2 if w.binary else 1,
+        host=HOST,
+        timeout=spec.timeout,
     )
-    result = window_result(a, b)
-    result["checks"] = {
-        "sent": sum(c.sent for c in conns),
-        "received": sum(c.received for c in conns),
-        "mismatched": sum(c.parser.mismatched for c in conns),
-        "lost": stats.lost,
-        "drained": drained,
-        "reads": stats.reads,
-    }
-    await close_all(conns, spec.timeout)
-    return result
+    try:
+        driver.start()
+        driver.run(spec.warmup)
+        a = Mark.now(driver.messages, spec.server_pid)
+        driver.run(spec.duration)
+        b = Mark.now(driver.messages, spec.server_pid)
+        driver.stop()
+        drained = drive_until(driver, lambda: driver.in_flight == 0, spec.timeout)
+        result = window_result(a, b)
+        result["checks"] = {
+            "sent": driver.sent,
+            "received": driver.received,
+            "mismatched": driver.mismatched,
+            "lost": driver.lost,
+            "first_error": driver.first_error,
+            "drained": drained,
+            "reads": driver.reads,
+        }
+        return result
+    finally:
+        driver.close()
 
 
 def all_received(members: list[Connection]) -> bool:
@@ -476,56 +480,27 @@ def compression_checks(
 
 
 async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    stats = Stats()
-    running = True
-    errors: list[str] = []
-
-    async def cycles() -> None:
-        # The client's own cost per cycle is what limits this workload against the
-        # fastest servers, so no wait_for/shield (a task and a timer each): one timer
-        # per cycle cancels this loop's task if the cycle hangs.
-        me = asyncio.current_task()
-        assert me is not None
-        while running:
-            conn = Connection(loop, stats, role=CYCLE, mask_key=MASK_KEY)
-            timer = loop.call_later(CYCLE_TIMEOUT, me.cancel)
-            try:
-                await loop.create_connection(partial(identity, conn), HOST, spec.port)
-                await conn.done
-            except (OSError, asyncio.CancelledError) as exc:
-                conn.abort()
-                if not running:
-                    return
-                if isinstance(exc, asyncio.CancelledError):
-                    # Python 3.11+ counts cancellations; 3.10 has nothing to undo.
-                    uncancel = getattr(me, "uncancel", None)
-                    if uncancel is not None:
-                        uncancel()
-                    exc = TimeoutError(f"cycle took over {CYCLE_TIMEOUT:g} s")
-                errors.append(f"{type(exc).__name__}: {exc}")
-                if len(errors) > 100:
-                    return
-            finally:
-                timer.cancel()
-
-    tasks = [asyncio.create_task(cycles()) for _ in range(w.connections)]
+    driver = ConnectDriver(
+        spec.port,
+        w.connections,
+        upgrade_request(b"/"),
+        build_frame(b"\x03\xe8", 8, MASK_KEY),
+        host=HOST,
+        timeout=CYCLE_TIMEOUT,
+    )
     try:
-        await asyncio.sleep(spec.warmup)
-        a = Mark.now(stats.messages, spec.server_pid)
-        await asyncio.sleep(spec.duration)
-        b = Mark.now(stats.messages, spec.server_pid)
+        driver.run(spec.warmup)
+        a = Mark.now(driver.completed, spec.server_pid)
+        driver.run(spec.duration)
+        b = Mark.now(driver.completed, spec.server_pid)
     finally:
-        running = False
-        await asyncio.wait(tasks, timeout=spec.timeout)
-        for t in tasks:
-            t.cancel()
+        driver.drain(spec.timeout)
     result = window_result(a, b)
     result["checks"] = {
-        "opened": stats.opened,
-        "completed": stats.messages,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
+        "opened": driver.opened,
+        "completed": driver.completed,
+        "errors": driver.errors,
+        "first_error": driver.first_error,
     }
     return result
 
