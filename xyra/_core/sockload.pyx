@@ -215,7 +215,8 @@ cdef class ConnectDriver:
                         self._start(&self.slots[i], now)
             elif not self.busy:
                 return
-            n = epoll_wait(self.epfd, events, MAX_EVENTS, POLL_MS)
+            with nogil:  # other threads (a test's server) run while this one waits
+                n = epoll_wait(self.epfd, events, MAX_EVENTS, POLL_MS)
             if n < 0 and errno != EINTR:
                 raise OSError(errno, strerror(errno).decode())
             for i in range(n if n > 0 else 0):
@@ -483,7 +484,8 @@ cdef class EchoDriver:
         cdef int n, i
         cdef _Peer p
         while _now() < deadline and self.epfd >= 0:
-            n = epoll_wait(self.epfd, events, MAX_EVENTS, POLL_MS)
+            with nogil:  # other threads (a test's server) run while this one waits
+                n = epoll_wait(self.epfd, events, MAX_EVENTS, POLL_MS)
             if n < 0 and errno != EINTR:
                 raise OSError(errno, strerror(errno).decode())
             for i in range(n if n > 0 else 0):
