@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -19,10 +20,14 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 Headers = Sequence[tuple[str, str]]
 
 
+# Exactly the base64 texts that decode to 16 bytes (22 symbols carry 132 bits).
+_KEY_16 = re.compile(r"[A-Za-z0-9+/]{22}==")
+
+
 def accept_key(key: str | bytes) -> str:
     """The ``Sec-WebSocket-Accept`` value for a client's ``Sec-WebSocket-Key``."""
     raw = key.encode("ascii") if isinstance(key, str) else key
-    return base64.b64encode(hashlib.sha1(raw + GUID).digest()).decode("ascii")
+    return binascii.b2a_base64(hashlib.sha1(raw + GUID).digest(), newline=False).decode("ascii")
 
 
 def header_tokens(headers: Headers, name: str) -> list[str]:
@@ -38,6 +43,19 @@ def header_values(headers: Headers, name: str) -> list[str]:
     return [value for key, value in headers if key == name]
 
 
+def _has_token(values: list[str], token: str) -> bool:
+    """Whether ``token`` (lowercase) is one of the comma-separated tokens of ``values``."""
+    for value in values:
+        # Nearly every client sends the one token alone: no split for it.
+        if value.strip().lower() == token or ("," in value and token in _split(value)):
+            return True
+    return False
+
+
+def _split(value: str) -> list[str]:
+    return [t.strip().lower() for t in value.split(",") if t.strip()]
+
+
 @dataclass
 class Rejection:
     """A refused handshake: the HTTP status, the reason for the log, extra headers."""
@@ -50,7 +68,7 @@ class Rejection:
         return http_response(self.status, self.reason + "\n", self.headers)
 
 
-@dataclass
+@dataclass(slots=True)
 class Accepted:
     """A handshake to accept: the response bytes and what was negotiated."""
 
@@ -73,13 +91,14 @@ def http_response(status: int, body: str, headers: Iterable[tuple[str, str]] = (
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
-def _check_key(headers: Headers) -> str | Rejection:
-    keys = header_values(headers, "sec-websocket-key")
+def _check_key(keys: list[str]) -> str | Rejection:
     if not keys:
         return Rejection(400, "missing Sec-WebSocket-Key header")
     if len(keys) > 1:
         return Rejection(400, "more than one Sec-WebSocket-Key header")
     key = keys[0].strip()
+    if _KEY_16.fullmatch(key):
+        return key
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
@@ -89,12 +108,12 @@ def _check_key(headers: Headers) -> str | Rejection:
     return key
 
 
-def choose_subprotocol(headers: Headers, supported: Sequence[str]) -> str | None:
-    """The first subprotocol the client offers that the route supports."""
+def choose_subprotocol(values: list[str], supported: Sequence[str]) -> str | None:
+    """The first subprotocol the client offers (``Sec-WebSocket-Protocol`` ``values``)
+    that the route supports."""
     if not supported:
         return None
-    offered = [t.strip() for v in header_values(headers, "sec-websocket-protocol")
-               for t in v.split(",") if t.strip()]
+    offered = [t.strip() for v in values for t in v.split(",") if t.strip()]
     for name in offered:
         if name in supported:
             return name
@@ -115,48 +134,61 @@ def process_request(
     """
     if method != "GET":
         return Rejection(405, f"WebSocket handshake needs GET, not {method}", [("Allow", "GET")])
-    if "websocket" not in header_tokens(headers, "upgrade"):
+    # One pass over the headers: this runs for every connection.
+    upgrade: list[str] = []
+    connection: list[str] = []
+    versions: list[str] = []
+    keys: list[str] = []
+    protocols: list[str] = []
+    offers: list[str] = []
+    for name, value in headers:
+        if name == "upgrade":
+            upgrade.append(value)
+        elif name == "connection":
+            connection.append(value)
+        elif name == "sec-websocket-version":
+            versions.append(value)
+        elif name == "sec-websocket-key":
+            keys.append(value)
+        elif name == "sec-websocket-protocol":
+            protocols.append(value)
+        elif name == "sec-websocket-extensions":
+            offers.append(value)
+    if not _has_token(upgrade, "websocket"):
         return Rejection(
             426,
             "this URL speaks WebSocket: send Upgrade: websocket",
             [("Upgrade", "websocket")],
         )
-    if "upgrade" not in header_tokens(headers, "connection"):
+    if not _has_token(connection, "upgrade"):
         return Rejection(400, "the Connection header must contain the token 'upgrade'")
-    versions = header_values(headers, "sec-websocket-version")
-    if [v.strip() for v in versions] != ["13"]:
+    if len(versions) != 1 or versions[0].strip() != "13":
         shown = ", ".join(versions) or "none"
         return Rejection(
             426,
             f"unsupported Sec-WebSocket-Version ({shown}): this server speaks 13",
             [("Sec-WebSocket-Version", "13")],
         )
-    key = _check_key(headers)
+    key = _check_key(keys)
     if isinstance(key, Rejection):
         return key
-    subprotocol = choose_subprotocol(headers, subprotocols)
+    subprotocol = choose_subprotocol(protocols, subprotocols)
     extension_value = None
     extension = None
-    if extension_negotiator is not None:
-        offers = header_values(headers, "sec-websocket-extensions")
-        if offers:
-            try:
-                negotiated = extension_negotiator(offers)  # type: ignore[operator]
-            except ValueError as exc:
-                return Rejection(400, f"bad Sec-WebSocket-Extensions: {exc}")
-            if negotiated is not None:
-                extension_value, extension = negotiated
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept_key(key)}",
-    ]
-    if subprotocol is not None:
-        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
-    if extension_value is not None:
-        lines.append(f"Sec-WebSocket-Extensions: {extension_value}")
-    response = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if extension_negotiator is not None and offers:
+        try:
+            negotiated = extension_negotiator(offers)  # type: ignore[operator]
+        except ValueError as exc:
+            return Rejection(400, f"bad Sec-WebSocket-Extensions: {exc}")
+        if negotiated is not None:
+            extension_value, extension = negotiated
+    response = (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+        + ("" if subprotocol is None else f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
+        + ("" if extension_value is None else f"Sec-WebSocket-Extensions: {extension_value}\r\n")
+        + "\r\n"
+    ).encode("latin-1")
     return Accepted(response, subprotocol, extension)
 
 
@@ -183,9 +215,9 @@ def check_origin(
     policy allows requests with no ``Origin`` (non-browser clients) and same-origin
     requests (the Origin's host and port are the ``Host`` header's).
     """
-    origins = header_values(headers, "origin")
     if allowed == "*":
         return None
+    origins = header_values(headers, "origin")
     if not origins:
         return None
     origin = origins[0]

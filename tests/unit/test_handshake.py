@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import pytest
 
 from xyra.handshake import Accepted, Rejection, accept_key, process_request
@@ -87,3 +90,27 @@ def test_subprotocol_is_the_first_offered_by_the_client_that_is_supported() -> N
     none = process_request("GET", hdrs, subprotocols=["mqtt"])
     assert isinstance(none, Accepted) and none.subprotocol is None
     assert b"Sec-WebSocket-Protocol" not in none.response
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        KEY,
+        "AAAAAAAAAAAAAAAAAAAAAA==",
+        "/+/+/+/+/+/+/+/+/+/+/w==",
+        "AAAAAAAAAAAAAAAAAAAAAB==",  # non-zero padding bits: still 16 bytes
+        " AAAAAAAAAAAAAAAAAAAAAA== ",
+        "AAAAAAAAAAAAAAAAAAAAAAA=",  # 17 bytes
+        "AAAAAAAAAAAAAAAAAAAAAA",  # no padding
+        "AAAAAAAAAAAAAAAAAAAAA===",
+        "AAAAAAAAAAAAAAAAAAAA-_==",  # the URL-safe alphabet is not base64
+        "AAAAAAAAAAAAAAAAAAAAAA==AAAA",
+    ],
+)
+def test_a_key_is_accepted_exactly_when_it_is_base64_of_16_bytes(key: str) -> None:
+    try:
+        valid = len(base64.b64decode(key.strip().encode("ascii"), validate=True)) == 16
+    except binascii.Error:
+        valid = False
+    result = process_request("GET", headers(sec_websocket_key=key))
+    assert isinstance(result, Accepted) == valid, result
