@@ -42,7 +42,7 @@ class Peer:
     def supports(self, w: wl.Workload) -> str | None:
         """None if the peer can run ``w``, else why not."""
         if self.raw and not w.raw_serves:
-            return "raw TCP echo: echo and idle workloads only"
+            return "raw uvloop server: echo, connect and idle workloads only"
         if w.peers and self.name not in w.peers:
             who = " and ".join(w.peers)
             return f"its route is served only by the {who} adapter{'s' if len(w.peers) > 1 else ''}"

@@ -47,9 +47,10 @@ class Workload:
 
     @property
     def raw_serves(self) -> bool:
-        """Whether a raw TCP echo (no WebSocket at all) can serve it: the echo workloads,
-        and idle connections (the baseline of the per-connection memory figure)."""
-        return self.kind in (ECHO, IDLE)
+        """Whether the raw uvloop server (no WebSocket at all) can serve it: the echo
+        workloads, connect (a constant 101, nothing parsed) and idle connections (the
+        baseline of the per-connection memory figure)."""
+        return self.kind in (ECHO, CONNECT, IDLE)
 
     def scaled(self, quick: bool) -> Workload:
         """The workload as ``--quick`` runs it (smaller where size dominates the time)."""
