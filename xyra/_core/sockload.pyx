@@ -31,7 +31,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, strerror
 
 from xyra._core.loadgen cimport F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header
-from xyra._core.loadgen import HANDSHAKE_ACCEPT, build_frame
+from xyra._core.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, build_frame as _build_frame
 
 
 cdef extern from "<string.h>" nogil:
@@ -103,7 +103,7 @@ DEF _CONNECTING = 1          # connect() in progress, request not sent yet
 DEF _UPGRADING = 2           # request sent, reading the 101 head
 DEF _CLOSING = 3             # close frame sent, reading the server's close frame
 
-_STAGE_NAMES = ("idle", "connect", "upgrade", "close handshake")
+_STAGE_NAMES = ("socket", "connect", "upgrade", "close handshake")
 
 cdef uint8_t _read_buf[READ_BUF]
 
@@ -157,11 +157,15 @@ cdef class ConnectDriver:
         readonly long long completed, opened, errors, max_errors
         readonly str first_error
 
-    def __cinit__(self, int port, int parallel, bytes request, bytes close_frame, *,
-                  str host="127.0.0.1", double timeout=5.0, long long max_errors=100):
+    def __cinit__(self):
+        self.epfd = -1
+
+    def __init__(self, int port, int parallel, bytes request, bytes close_frame, *,
+                 str host="127.0.0.1", double timeout=5.0, long long max_errors=100):
+        if self.slots != NULL:
+            raise RuntimeError("ConnectDriver.__init__ called twice")
         if parallel < 1:
             raise ValueError("parallel must be >= 1")
-        self.epfd = -1
         _loopback(&self.addr, host, port)
         self.request = request
         self.close_frame = close_frame
@@ -296,8 +300,8 @@ cdef class ConnectDriver:
             return
         head = end + 4 - s.buf
         if (head < 12 or memcmp(s.buf, b"HTTP/1.1 101", 12)
-                or memmem(s.buf, head, PyBytes_AS_STRING(HANDSHAKE_ACCEPT),
-                          PyBytes_GET_SIZE(HANDSHAKE_ACCEPT)) == NULL):
+                or memmem(s.buf, head, PyBytes_AS_STRING(_ACCEPT),
+                          PyBytes_GET_SIZE(_ACCEPT)) == NULL):
             self._fail(s, 0, "upgrade refused")
             return
         self.opened += 1
@@ -364,7 +368,7 @@ def open_upgraded(int port, bytes request, *, str host="127.0.0.1", double timeo
                 raise ConnectionError("no complete 101 response")
             data += chunk
         head, _, rest = data.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 101") or HANDSHAKE_ACCEPT not in head:
+        if not head.startswith(b"HTTP/1.1 101") or _ACCEPT not in head:
             raise ConnectionError("upgrade refused: " + head.split(b"\r\n", 1)[0].decode("latin-1"))
         return sock, rest
     except BaseException:
@@ -574,7 +578,7 @@ cdef class EchoDriver:
             # Rare (the echo peers do not ping during a run). Only between frames: a
             # ping that arrives while a frame is half sent goes unanswered (a server
             # waits for a pong far longer than a run lasts).
-            pong = build_frame(p.counter.ping_payload, 10, b"\x00\x00\x00\x00")
+            pong = _build_frame(p.counter.ping_payload, 10, b"\x00\x00\x00\x00")
             send(p.fd, PyBytes_AS_STRING(pong), PyBytes_GET_SIZE(pong), MSG_NOSIGNAL)
 
     cdef void _drop(self, _Peer p, str why) except *:
