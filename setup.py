@@ -24,6 +24,9 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent
 CORE = ROOT / "xyra" / "_core"
+# The bench's socket drivers use epoll and Linux's recv(MSG_TRUNC) on TCP (the bench
+# itself is Linux-only: it pins with sched_setaffinity and reads /proc).
+LINUX_ONLY = {"sockload"}
 
 
 def _flag(name: str) -> bool:
@@ -90,6 +93,7 @@ def _extensions() -> list[Extension]:
             libraries=["z"] if pyx.stem in {"deflate"} else [],
         )
         for pyx in sorted(CORE.glob("*.pyx"))
+        if sys.platform.startswith("linux") or pyx.stem not in LINUX_ONLY
     ]
     return cythonize(
         exts,
