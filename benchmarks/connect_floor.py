@@ -5,8 +5,8 @@ The profile behind the ``connect`` row of docs/benchmarks.md: the same load
 handshake) against servers that do more and more of the work, server on cpu 0,
 this process on cpu 1:
 
-* ``floor``: a uvloop ``asyncio.Protocol`` answering a constant 101 and a close
-  frame, nothing parsed (the raw row of ``xyra bench``);
+* ``floor``: ``xyra.bench.servers.raw_echo``, the raw row of ``xyra bench``: a
+  constant 101 and a close frame, nothing parsed;
 * ``+httptools``: the same, parsing the request head with httptools and
   collecting the headers as Xyra does;
 * ``+handshake``: the same, then Xyra's RFC 6455 checks (``process_request``,
@@ -27,40 +27,34 @@ SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "serve" els
 
 
 def serve(port: int, level: int) -> None:
-    """The floor server at ``level`` 0, 1 or 2 (see the module docstring)."""
+    """The floor server plus httptools (``level`` 1) and the handshake checks (2)."""
     import httptools
     import uvloop
 
+    from xyra.bench.servers.raw_echo import CLOSE_1000, UPGRADED
     from xyra.handshake import Accepted, check_origin, process_request
-
-    upgraded = (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-    )
 
     class Floor(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.transport: asyncio.Transport = transport  # type: ignore[assignment]
             self.open = False
             self.headers: list[tuple[str, str]] = []
-            if level >= 1:
-                self.http = httptools.HttpRequestParser(self)
+            self.http = httptools.HttpRequestParser(self)
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
         def data_received(self, data: bytes) -> None:
             if self.open:
-                self.transport.write(b"\x88\x02\x03\xe8")
+                self.transport.write(CLOSE_1000)
                 self.transport.close()
                 return
             self.open = True
-            response = upgraded
-            if level >= 1:
-                try:
-                    self.http.feed_data(data)
-                except httptools.HttpParserUpgrade:
-                    pass
+            response = UPGRADED
+            try:
+                self.http.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                pass
             if level >= 2:
                 result = process_request("GET", self.headers)
                 assert isinstance(result, Accepted)
@@ -110,7 +104,7 @@ def main() -> None:
     os.sched_setaffinity(0, {1})
     here = os.path.abspath(__file__)
     rows = [
-        ("floor", [sys.executable, here, "serve", "{port}", "0"]),
+        ("floor", [sys.executable, "-m", "xyra.bench.servers.raw_echo", "{port}"]),
         ("+httptools", [sys.executable, here, "serve", "{port}", "1"]),
         ("+handshake", [sys.executable, here, "serve", "{port}", "2"]),
         ("xyra", [sys.executable, "-m", "xyra.bench.servers.xyra_server", "{port}"]),

@@ -471,11 +471,7 @@ cdef class EchoDriver:
         cdef _Peer p
         self.running = True
         for p in self.peers:
-            self._queue(p, self.batch_frames)
-
-    @property
-    def batch_frames(self):
-        return PyBytes_GET_SIZE(self.batch) // self.frame_len
+            self._queue(p, PyBytes_GET_SIZE(self.batch) // self.frame_len)
 
     def stop(self):
         """Send nothing more; replies in flight are still counted."""

@@ -268,6 +268,16 @@ async def check_inflate(port: int, route: str, message: bytes, timeout: float) -
     return result
 
 
+def drive_window(
+    driver: EchoDriver | ConnectDriver, count: Callable[[], int], spec: Spec
+) -> tuple[Mark, Mark]:
+    """Run ``driver`` through the warm-up, then the measured window: its two marks."""
+    driver.run(spec.warmup)
+    a = Mark.now(count(), spec.server_pid)
+    driver.run(spec.duration)
+    return a, Mark.now(count(), spec.server_pid)
+
+
 def drive_until(driver: EchoDriver, cond: Callable[[], bool], timeout: float) -> bool:
     """Serve ``driver`` until ``cond`` holds, or no reply came for a second, or
     ``timeout`` passed; whether it held."""
@@ -298,10 +308,7 @@ async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     )
     try:
         driver.start()
-        driver.run(spec.warmup)
-        a = Mark.now(driver.messages, spec.server_pid)
-        driver.run(spec.duration)
-        b = Mark.now(driver.messages, spec.server_pid)
+        a, b = drive_window(driver, lambda: driver.messages, spec)
         driver.stop()
         drained = drive_until(driver, lambda: driver.in_flight == 0, spec.timeout)
         result = window_result(a, b)
@@ -489,10 +496,7 @@ async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         timeout=CYCLE_TIMEOUT,
     )
     try:
-        driver.run(spec.warmup)
-        a = Mark.now(driver.completed, spec.server_pid)
-        driver.run(spec.duration)
-        b = Mark.now(driver.completed, spec.server_pid)
+        a, b = drive_window(driver, lambda: driver.completed, spec)
     finally:
         driver.drain(spec.timeout)
     result = window_result(a, b)
