@@ -17,8 +17,8 @@ from wsutil import TIMEOUT, served
 
 from xyra import App
 from xyra._core.loadgen import build_frame
-from xyra._core.sockload import ConnectDriver, EchoDriver
-from xyra.bench.client import upgrade_request
+from xyra._core.sockload import ConnectDriver, EchoDriver, PubSubDriver
+from xyra.bench.client import subscribe_barrier, upgrade_request
 
 KEY = b"\x01\x02\x03\x04"
 CLOSE = build_frame(b"\x03\xe8", 8, KEY)
@@ -191,9 +191,90 @@ def test_drivers_refuse_bad_arguments() -> None:
         EchoDriver(1, 1, b"", 1)
     with pytest.raises(ValueError):
         ConnectDriver(1, 0, b"GET", CLOSE)
+    with pytest.raises(ValueError):
+        PubSubDriver(1, [], 1, b"x", 1)
 
 
 def test_echo_raises_when_nothing_listens() -> None:
     # Blocking constructor against nothing listening: the OS error, no driver.
     with pytest.raises(OSError):
         EchoDriver(free_port(), 1, build_frame(b"x", 1, KEY), 1, request=upgrade_request(b"/"))
+
+
+# -- PubSubDriver ---------------------------------------------------------------------------
+
+
+def pubsub_app(published: list[str]) -> App:
+    """``/t?N``: subscribers of topic N; every message publishes to it (not the sender).
+    ``/lossy?N`` drops every fifth message; ``/echoing?N`` also answers the publisher."""
+    app = App()
+
+    def subscribe(ws):  # type: ignore[no-untyped-def]
+        ws.subscribe(ws.path)
+
+    def publish(ws, message, opcode):  # type: ignore[no-untyped-def]
+        published.append(ws.path)
+        if ws.path.startswith("/lossy") and len(published) % 5 == 0:
+            return
+        ws.publish(ws.path, message, opcode)
+        if ws.path.startswith("/echoing"):
+            ws.send(message, opcode)
+
+    for route in ("/t", "/lossy", "/echoing"):
+        app.websocket(route, {"open": subscribe, "message": publish})
+    return app
+
+
+async def pubsub_run(port: int, route: bytes, topics: int, subscribers: int, seconds: float,
+                     stall_period: float = 2.0) -> PubSubDriver:
+    requests = [upgrade_request(route + b"?%d" % i) for i in range(topics)]
+    frame = build_frame(b"m" * 20, 1, KEY)
+
+    def run() -> PubSubDriver:
+        driver = PubSubDriver(port, requests, subscribers, frame, 4, expect_length=20,
+                              expect_opcode=1, stall_period=stall_period)
+        assert subscribe_barrier(driver, topics, TIMEOUT)
+        driver.reset()
+        driver.start()
+        driver.run(seconds)
+        driver.stop()
+        for _ in range(100):
+            if driver.delivered >= driver.expected:
+                break
+            driver.run(0.05)
+        return driver
+
+    return await in_thread(run)
+
+
+async def test_pubsub_delivers_every_message_to_every_subscriber_of_its_topic() -> None:
+    published: list[str] = []
+    async with served(pubsub_app(published)) as server:
+        driver = await pubsub_run(server.port, b"/t", 2, 20, 0.5)
+        driver.close()
+    assert driver.first_error is None and driver.lost == 0
+    assert driver.published > 20
+    # Exact: a message that leaked to the other topic's subscribers would be counted too.
+    assert driver.delivered == driver.expected == driver.published * 20
+    assert driver.messages == driver.delivered
+    assert driver.mismatched == 0 and driver.stalls == 0 and driver.to_publishers == 0
+    assert driver.in_flight == 0
+    # Both topics were paced: each publisher's path shows up among the publishes.
+    assert {"/t?0", "/t?1"} <= set(published)
+
+
+async def test_pubsub_forgives_dropped_messages_and_keeps_publishing() -> None:
+    async with served(pubsub_app([])) as server:
+        driver = await pubsub_run(server.port, b"/lossy", 1, 5, 1.5, stall_period=0.2)
+        driver.close()
+    assert driver.stalls >= 1, "a window that can never drain was forgiven"
+    assert driver.published > 4 * (driver.stalls + 1), "publishing went on after each stall"
+    assert driver.delivered < driver.expected  # the dropped ones never arrived
+
+
+async def test_pubsub_counts_messages_sent_back_to_a_publisher_apart() -> None:
+    async with served(pubsub_app([])) as server:
+        driver = await pubsub_run(server.port, b"/echoing", 1, 3, 0.3)
+        driver.close()
+    assert driver.to_publishers == driver.published > 0
+    assert driver.delivered == driver.expected and driver.messages == driver.delivered

@@ -74,3 +74,36 @@ class EchoDriver:
         """Serve the connections for ``seconds``."""
     def close(self) -> None:
         """Drop every connection."""
+
+class PubSubDriver(EchoDriver):
+    """Topics of subscriber connections, each with one publisher paced by deliveries."""
+
+    to_publishers: int
+    def __init__(
+        self,
+        port: int,
+        requests: list[bytes],
+        subscribers: int,
+        frame: bytes,
+        window: int,
+        *,
+        expect_length: int = -1,
+        expect_opcode: int = -1,
+        stall_period: float = 2.0,
+        host: str = "127.0.0.1",
+        timeout: float = 5.0,
+    ) -> None: ...
+    @property
+    def published(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def expected(self) -> int: ...
+    @property
+    def stalls(self) -> int: ...
+    def unreached(self, topic: int) -> int:
+        """How many live subscribers of ``topic`` have received nothing yet."""
+    def probe(self, topic: int) -> None:
+        """Publish one message on ``topic`` outside the counted run."""
+    def reset(self) -> None:
+        """Zero the counters after the probes."""

@@ -1,8 +1,8 @@
 # cython: language_level=3
 """Load drivers on plain non-blocking sockets and an epoll set of their own.
 
-Two workloads cost the event-loop client (``loadgen.Connection`` on uvloop) more
-than they cost a fast server, so a 2-core machine measured the client:
+The event-loop client (``loadgen.Connection`` on uvloop) cost as much as a fast
+server or more on these workloads, so a 2-core machine measured the client:
 
 * ``connect``: every cycle made Python objects (a protocol, two futures, a timer,
   a ``create_connection`` coroutine). ``ConnectDriver`` runs the cycles as a C
@@ -16,8 +16,11 @@ than they cost a fast server, so a 2-core machine measured the client:
   every frame: a reply of the wrong length or opcode is counted as mismatched.
   The same loop serves the small-message workloads (pre-masked frames, a window
   in flight, one ``send`` per batch of replies).
+* plain pub/sub: ``PubSubDriver`` is that loop with the credit moved from each
+  connection to its topic: subscribers' deliveries release the publisher's next
+  messages, as ``loadgen.Topic`` paces them, with no Python call per read.
 
-Both run on the calling thread until their time is up (``run``) and keep their
+All run on the calling thread until their time is up (``run``) and keep their
 connections between calls, so the caller takes its measurement marks in between.
 Addresses are IPv4 (the bench talks to 127.0.0.1 only).
 """
@@ -383,6 +386,8 @@ cdef class _Peer:
         object sock               # the Python socket that owns ``fd``
         int fd
         uint32_t index            # in EchoDriver.peers, the epoll tag
+        Py_ssize_t group          # PubSubDriver: the topic it belongs to (-1: none)
+        bint publisher            # PubSubDriver: sends on its topic's credit
         FrameCounter counter
         Py_ssize_t pending        # bytes of frames still to send
         bint want_out             # EPOLLOUT is in the interest set
@@ -425,18 +430,7 @@ cdef class EchoDriver:
             raise OSError(errno, strerror(errno).decode())
         try:
             for i in range(connections):
-                sock, rest = open_upgraded(port, request, host=host, timeout=timeout)
-                sock.setblocking(False)
-                p = _Peer()
-                p.sock = sock
-                p.fd = sock.fileno()
-                p.index = i
-                p.counter = FrameCounter(expect_length, expect_opcode)
-                self.peers.append(p)
-                if _watch(self.epfd, EPOLL_CTL_ADD, p.fd, EPOLLIN, <uint32_t>i) < 0:
-                    raise OSError(errno, strerror(errno).decode())
-                if rest:
-                    p.counter.feed(rest)
+                self._open(port, request, host, timeout, expect_length, expect_opcode)
         except BaseException:
             self.close()
             raise
@@ -444,6 +438,25 @@ cdef class EchoDriver:
     def __dealloc__(self):
         if self.epfd >= 0:
             close(self.epfd)
+
+    cdef _Peer _open(self, int port, bytes request, str host, double timeout,
+                     long long expect_length, int expect_opcode):
+        """Open, upgrade and watch one more connection."""
+        cdef _Peer p = _Peer()
+        sock, rest = open_upgraded(port, request, host=host, timeout=timeout)
+        p.sock = sock
+        sock.setblocking(False)
+        p.fd = sock.fileno()
+        p.index = <uint32_t>len(self.peers)
+        p.group = -1
+        p.counter = FrameCounter(expect_length, expect_opcode)
+        self.peers.append(p)
+        if _watch(self.epfd, EPOLL_CTL_ADD, p.fd, EPOLLIN, p.index) < 0:
+            raise OSError(errno, strerror(errno).decode())
+        if rest:
+            self._received(p, p.counter.feed_ptr(<const uint8_t*>PyBytes_AS_STRING(rest),
+                                                 PyBytes_GET_SIZE(rest)))
+        return p
 
     # -- counters over all connections --------------------------------------------
 
@@ -533,10 +546,14 @@ cdef class EchoDriver:
             if n < (<Py_ssize_t>skip if skip else READ_BUF):
                 break
         if k:
-            p.received += k
-            self.messages += k
-            if self.running:
-                self._queue(p, k)
+            self._received(p, k)
+
+    cdef void _received(self, _Peer p, Py_ssize_t k) except *:
+        """``k`` more data messages arrived on ``p``: each is answered with a new one."""
+        p.received += k
+        self.messages += k
+        if self.running:
+            self._queue(p, k)
 
     cdef void _queue(self, _Peer p, Py_ssize_t k) except *:
         if p.dead:
@@ -586,3 +603,176 @@ cdef class EchoDriver:
         if self.first_error is None:
             self.first_error = why if why is not None else strerror(errno).decode()
         p.sock.close()
+
+
+cdef struct Group:
+    Py_ssize_t publisher          # index of its publisher in PubSubDriver.peers
+    Py_ssize_t subscribers
+    long long published, delivered, forgiven, stalls, seen
+
+
+cdef class PubSubDriver(EchoDriver):
+    """Topics of ``subscribers`` connections each, and one publisher per topic that
+    keeps ``window`` pre-masked copies of ``frame`` in flight (``loadgen.Topic``'s
+    pacing, in C): a message stops being in flight once deliveries worth one copy
+    per subscriber have arrived. The subscribers are counted as the echo replies are
+    (``FrameCounter``, payloads of big frames dropped in the kernel).
+
+    ``requests`` holds one upgrade request per topic (the server learns the topic
+    from it); the subscribers are opened first, then the publishers. A topic that
+    got nothing for ``stall_period`` seconds while messages were in flight has
+    them forgiven (counted in ``stalls``), so pacing never stops for good on a
+    server that drops messages.
+    """
+
+    cdef:
+        Group* groups
+        Py_ssize_t ngroups, window
+        double stall_period, next_check
+        readonly long long to_publishers   # data messages a publisher got (none expected)
+
+    def __init__(self, int port, list requests, Py_ssize_t subscribers, bytes frame,
+                 Py_ssize_t window, *, long long expect_length=-1, int expect_opcode=-1,
+                 double stall_period=2.0, str host="127.0.0.1", double timeout=5.0):
+        cdef _Peer p
+        cdef Py_ssize_t g
+        if not requests or subscribers < 1 or window < 1 or not frame:
+            raise ValueError("requests, subscribers, window and frame must not be empty")
+        self.window = window
+        self.frame_len = len(frame)
+        self.batch = frame * window
+        self.stall_period = stall_period
+        self.peers = []
+        self.groups = <Group*>calloc(len(requests), sizeof(Group))
+        if self.groups == NULL:
+            raise MemoryError()
+        self.ngroups = len(requests)
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, strerror(errno).decode())
+        try:
+            for g in range(self.ngroups):
+                self.groups[g].subscribers = subscribers
+                for _ in range(subscribers):
+                    p = self._open(port, requests[g], host, timeout, expect_length,
+                                   expect_opcode)
+                    p.group = g
+            for g in range(self.ngroups):
+                p = self._open(port, requests[g], host, timeout, -1, -1)
+                p.group = g
+                p.publisher = True
+                self.groups[g].publisher = p.index
+        except BaseException:
+            self.close()
+            raise
+
+    def __dealloc__(self):
+        free(self.groups)
+
+    # -- counters ---------------------------------------------------------------------
+
+    @property
+    def published(self):
+        return sum(self.groups[g].published for g in range(self.ngroups))
+
+    @property
+    def delivered(self):
+        return sum(self.groups[g].delivered for g in range(self.ngroups))
+
+    @property
+    def expected(self):
+        return sum(self.groups[g].published * self.groups[g].subscribers
+                   for g in range(self.ngroups))
+
+    @property
+    def stalls(self):
+        return sum(self.groups[g].stalls for g in range(self.ngroups))
+
+    @property
+    def in_flight(self):
+        return sum(self._in_flight(&self.groups[g]) for g in range(self.ngroups))
+
+    @property
+    def mismatched(self):
+        return sum((<_Peer>p).counter.mismatched for p in self.peers)
+
+    def unreached(self, Py_ssize_t topic):
+        """How many live subscribers of ``topic`` have received nothing yet."""
+        return sum(1 for p in self.peers if (<_Peer>p).group == topic
+                   and not (<_Peer>p).publisher and not (<_Peer>p).dead
+                   and (<_Peer>p).received == 0)
+
+    # -- run control ------------------------------------------------------------------
+
+    def probe(self, Py_ssize_t topic):
+        """Publish one message on ``topic`` outside the counted run (the barrier that
+        shows every subscription is in place)."""
+        cdef _Peer p
+        if not 0 <= topic < self.ngroups:
+            raise IndexError(topic)
+        p = <_Peer>self.peers[self.groups[topic].publisher]
+        if p.pending == 0:
+            p.sent += 1
+            p.pending = self.frame_len
+            self._flush(p)
+
+    def reset(self):
+        """Zero the counters (after the probes): every topic starts with nothing in flight."""
+        cdef _Peer p
+        for g in range(self.ngroups):
+            self.groups[g].published = self.groups[g].delivered = 0
+            self.groups[g].forgiven = self.groups[g].stalls = self.groups[g].seen = 0
+        for p in self.peers:
+            p.received = p.sent = 0
+        self.messages = self.to_publishers = 0
+
+    def start(self):
+        """Fill every topic's window."""
+        self.running = True
+        self.next_check = _now() + self.stall_period
+        for g in range(self.ngroups):
+            self._pump(g)
+
+    def run(self, double seconds):
+        """Serve the connections for ``seconds``, looking for stalled topics."""
+        cdef double now = _now()
+        cdef double end = now + seconds
+        while now < end and self.epfd >= 0:
+            if self.running and now >= self.next_check:
+                self._unstick()
+                self.next_check = now + self.stall_period
+            EchoDriver.run(self, min(end, self.next_check if self.running else end) - now)
+            now = _now()
+
+    # -- internals --------------------------------------------------------------------
+
+    cdef long long _in_flight(self, Group* t) noexcept:
+        return t.published - t.forgiven - t.delivered // t.subscribers
+
+    cdef void _received(self, _Peer p, Py_ssize_t k) except *:
+        if p.publisher:
+            self.to_publishers += k
+            return
+        p.received += k
+        self.messages += k
+        self.groups[p.group].delivered += k
+        if self.running:
+            self._pump(p.group)
+
+    cdef void _pump(self, Py_ssize_t g) except *:
+        cdef Group* t = &self.groups[g]
+        cdef long long free_ = self.window - self._in_flight(t)
+        cdef _Peer p = <_Peer>self.peers[t.publisher]
+        if free_ > 0 and not p.dead:
+            t.published += free_
+            self._queue(p, free_)
+
+    cdef void _unstick(self) except *:
+        cdef Group* t
+        for g in range(self.ngroups):
+            t = &self.groups[g]
+            if t.delivered == t.seen and self._in_flight(t) > 0:
+                t.stalls += 1
+                t.forgiven = t.published - t.delivered // t.subscribers
+                self._pump(g)
+            t.seen = t.delivered

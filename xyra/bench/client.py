@@ -30,7 +30,7 @@ from xyra._core.loadgen import (
     Topic,
     build_frame,
 )
-from xyra._core.sockload import ConnectDriver, EchoDriver
+from xyra._core.sockload import ConnectDriver, EchoDriver, PubSubDriver
 from xyra.bench import payloads
 from xyra.bench import workloads as wl
 from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
@@ -358,13 +358,83 @@ async def all_subscribed(
     return True
 
 
+def topic_paths(w: wl.Workload) -> list[bytes]:
+    """One path per topic: the adapters subscribe by the query string."""
+    route = (w.route or "/pubsub").encode()
+    return [route + b"?topic=t%d" % i for i in range(w.topics)]
+
+
+def reached(driver: PubSubDriver, topic: int) -> bool:
+    """Whether every live subscriber of ``topic`` has received a message."""
+    return driver.unreached(topic) == 0
+
+
+def subscribe_barrier(driver: PubSubDriver, topics: int, timeout: float) -> bool:
+    """``all_subscribed`` for the socket driver: probes until every subscriber has
+    received one, then quiet."""
+    deadline = time.monotonic() + timeout
+    for topic in range(topics):
+        while driver.unreached(topic):
+            if time.monotonic() > deadline:
+                return False
+            driver.probe(topic)
+            drive_until(driver, partial(reached, driver, topic), 0.2)
+    # Let the last probes land before the counters start over.
+    last = -1
+    while driver.messages != last and time.monotonic() < deadline:
+        last = driver.messages
+        driver.run(0.1)
+    return True
+
+
+async def run_pubsub_sockets(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    """Plain pub/sub on the socket driver: one message, pre-masked, no compression."""
+    driver = PubSubDriver(
+        spec.port,
+        [upgrade_request(path) for path in topic_paths(w)],
+        w.subscribers,
+        payload_frame(w),
+        w.window,
+        expect_length=w.size,
+        expect_opcode=2 if w.binary else 1,
+        stall_period=STALL_PERIOD,
+        host=HOST,
+        timeout=spec.timeout,
+    )
+    try:
+        if not subscribe_barrier(driver, w.topics, spec.timeout):
+            raise TimeoutError("subscribers did not all receive a probe message")
+        driver.reset()
+        driver.start()
+        a, b = drive_window(driver, lambda: driver.messages, spec)
+        driver.stop()
+        drained = drive_until(driver, lambda: driver.delivered >= driver.expected, spec.timeout)
+        result = window_result(a, b)
+        result["checks"] = {
+            "subscribers": w.topics * w.subscribers,
+            "published": driver.published,
+            "delivered": driver.delivered,
+            "expected": driver.expected,
+            "stalls": driver.stalls,
+            "mismatched": driver.mismatched,
+            "lost": driver.lost,
+            "first_error": driver.first_error,
+            "drained": drained,
+            "reads": driver.reads,
+        }
+        return result
+    finally:
+        driver.close()
+
+
 async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    if w.payload != "json" and not w.deflate:
+        return await run_pubsub_sockets(spec, w)
     loop = asyncio.get_running_loop()
     opcode = 2 if w.binary else 1
     probe_stats = Stats()
     topics = [Topic(w.subscribers, w.window) for _ in range(w.topics)]
-    route = (w.route or "/pubsub").encode()
-    paths = [route + b"?topic=t%d" % i for i in range(w.topics)]
+    paths = topic_paths(w)
     messages: list[bytes] = []
     frame: bytes | None = None
     frames: list[bytes] | None = None
