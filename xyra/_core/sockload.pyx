@@ -419,15 +419,9 @@ cdef class EchoDriver:
     def __init__(self, int port, Py_ssize_t connections, bytes frame, Py_ssize_t window, *,
                  bytes request=None, long long expect_length=-1, int expect_opcode=-1,
                  str host="127.0.0.1", double timeout=5.0):
-        cdef _Peer p
         if connections < 1 or window < 1 or not frame:
             raise ValueError("connections and window must be >= 1 and frame not empty")
-        self.frame_len = len(frame)
-        self.batch = frame * window
-        self.peers = []
-        self.epfd = epoll_create1(EPOLL_CLOEXEC)
-        if self.epfd < 0:
-            raise OSError(errno, strerror(errno).decode())
+        self._prepare(frame, window)
         try:
             for i in range(connections):
                 self._open(port, request, host, timeout, expect_length, expect_opcode)
@@ -438,6 +432,16 @@ cdef class EchoDriver:
     def __dealloc__(self):
         if self.epfd >= 0:
             close(self.epfd)
+
+    cdef int _prepare(self, bytes frame, Py_ssize_t window) except -1:
+        """The pre-joined batch and the epoll set, before any connection."""
+        self.frame_len = len(frame)
+        self.batch = frame * window
+        self.peers = []
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, strerror(errno).decode())
+        return 0
 
     cdef _Peer _open(self, int port, bytes request, str host, double timeout,
                      long long expect_length, int expect_opcode):
@@ -639,17 +643,12 @@ cdef class PubSubDriver(EchoDriver):
         if not requests or subscribers < 1 or window < 1 or not frame:
             raise ValueError("requests, subscribers, window and frame must not be empty")
         self.window = window
-        self.frame_len = len(frame)
-        self.batch = frame * window
         self.stall_period = stall_period
-        self.peers = []
         self.groups = <Group*>calloc(len(requests), sizeof(Group))
         if self.groups == NULL:
             raise MemoryError()
         self.ngroups = len(requests)
-        self.epfd = epoll_create1(EPOLL_CLOEXEC)
-        if self.epfd < 0:
-            raise OSError(errno, strerror(errno).decode())
+        self._prepare(frame, window)
         try:
             for g in range(self.ngroups):
                 self.groups[g].subscribers = subscribers
@@ -691,10 +690,6 @@ cdef class PubSubDriver(EchoDriver):
     @property
     def in_flight(self):
         return sum(self._in_flight(&self.groups[g]) for g in range(self.ngroups))
-
-    @property
-    def mismatched(self):
-        return sum((<_Peer>p).counter.mismatched for p in self.peers)
 
     def unreached(self, Py_ssize_t topic):
         """How many live subscribers of ``topic`` have received nothing yet."""

@@ -293,6 +293,30 @@ def drive_until(driver: EchoDriver, cond: Callable[[], bool], timeout: float) ->
     return True
 
 
+def measure(
+    driver: EchoDriver,
+    spec: Spec,
+    drained: Callable[[], bool],
+    checks: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Start ``driver``, measure its window, stop it and let it drain until ``drained``:
+    the result, with the workload's ``checks`` (read after the drain) and the counters
+    every socket driver keeps."""
+    driver.start()
+    a, b = drive_window(driver, lambda: driver.messages, spec)
+    driver.stop()
+    done = drive_until(driver, drained, spec.timeout)
+    result = window_result(a, b)
+    result["checks"] = checks() | {
+        "mismatched": driver.mismatched,
+        "lost": driver.lost,
+        "first_error": driver.first_error,
+        "drained": done,
+        "reads": driver.reads,
+    }
+    return result
+
+
 async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     # The raw echo returns the client's own frames: masked, same length and opcode.
     driver = EchoDriver(
@@ -307,21 +331,12 @@ async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         timeout=spec.timeout,
     )
     try:
-        driver.start()
-        a, b = drive_window(driver, lambda: driver.messages, spec)
-        driver.stop()
-        drained = drive_until(driver, lambda: driver.in_flight == 0, spec.timeout)
-        result = window_result(a, b)
-        result["checks"] = {
-            "sent": driver.sent,
-            "received": driver.received,
-            "mismatched": driver.mismatched,
-            "lost": driver.lost,
-            "first_error": driver.first_error,
-            "drained": drained,
-            "reads": driver.reads,
-        }
-        return result
+        return measure(
+            driver,
+            spec,
+            lambda: driver.in_flight == 0,
+            lambda: {"sent": driver.sent, "received": driver.received},
+        )
     finally:
         driver.close()
 
@@ -405,24 +420,18 @@ async def run_pubsub_sockets(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         if not subscribe_barrier(driver, w.topics, spec.timeout):
             raise TimeoutError("subscribers did not all receive a probe message")
         driver.reset()
-        driver.start()
-        a, b = drive_window(driver, lambda: driver.messages, spec)
-        driver.stop()
-        drained = drive_until(driver, lambda: driver.delivered >= driver.expected, spec.timeout)
-        result = window_result(a, b)
-        result["checks"] = {
-            "subscribers": w.topics * w.subscribers,
-            "published": driver.published,
-            "delivered": driver.delivered,
-            "expected": driver.expected,
-            "stalls": driver.stalls,
-            "mismatched": driver.mismatched,
-            "lost": driver.lost,
-            "first_error": driver.first_error,
-            "drained": drained,
-            "reads": driver.reads,
-        }
-        return result
+        return measure(
+            driver,
+            spec,
+            lambda: driver.delivered >= driver.expected,
+            lambda: {
+                "subscribers": w.topics * w.subscribers,
+                "published": driver.published,
+                "delivered": driver.delivered,
+                "expected": driver.expected,
+                "stalls": driver.stalls,
+            },
+        )
     finally:
         driver.close()
 
