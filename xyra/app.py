@@ -1,25 +1,43 @@
-"""The facade: ``App``, route registration, publish, lifecycle and ``listen``."""
+"""The facade: ``App``, route registration, publish, lifecycle and ``listen``.
+
+An App *has* a router (HTTP routes, ``xyra/router.py``) and static folders
+(``xyra/static.py``) next to its WebSocket routes; it builds one frozen
+``ServerConfig`` per server it starts, and a ``Server`` never reads the App itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import errno
 import logging
+import os
 import ssl as _ssl
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, overload
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
-from xyra.extensions import negotiate_deflate
-from xyra.http_routes import HTTPRoutes
-from xyra.routes import handler_set, route_config
+from xyra._core.endpoint import check_message
+from xyra.config import Hook, ServerConfig, ServerLimits
+from xyra.errors import ListenError
+from xyra.http import MAX_FILE_SIZE, Request
+from xyra.router import HTTPResult, Router, check_methods
+from xyra.routes import Handlers, handler_set, route_config
 from xyra.server import Server, install_signal_handlers, new_event_loop
+from xyra.static import Mount, StaticFiles, client_js_handler
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from xyra.routes import RouteOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("xyra")
 
+_Buffer = bytes | bytearray | memoryview
 
-class App(HTTPRoutes):
+
+class App:
     """A Xyra application: WebSocket and HTTP routes, pub/sub, and the server that runs them."""
 
     def __init__(
@@ -41,46 +59,87 @@ class App(HTTPRoutes):
         ``max_connections`` and ``max_connections_per_ip`` (0: no limit) answer 503 to
         connections past them.
         """
-        if handshake_timeout <= 0 or max_head_size <= 0 or max_headers <= 0 or max_body_size < 0:
-            raise ValueError("handshake_timeout, max_head_size and max_headers must be positive")
-        if max_connections < 0 or max_connections_per_ip < 0:
-            raise ValueError("connection limits must be >= 0 (0: no limit)")
-        self.handshake_timeout = float(handshake_timeout)
-        self.max_head_size = int(max_head_size)
-        self.max_headers = int(max_headers)
-        self.max_body_size = int(max_body_size)
-        self.max_connections = int(max_connections)
-        self.max_connections_per_ip = int(max_connections_per_ip)
-        HTTPRoutes.__init__(self)
-        self._routes: dict[str, RouteConfig] = {}
-        self._startup: list[Callable[[], Any]] = []
-        self._shutdown: list[Callable[[], Any]] = []
+        self.limits = ServerLimits(
+            handshake_timeout=handshake_timeout,
+            max_head_size=max_head_size,
+            max_headers=max_headers,
+            max_body_size=max_body_size,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+        )
+        self.router = Router()
+        self.static_files = StaticFiles(self._is_websocket_path)
+        self._ws_routes: dict[str, RouteConfig] = {}
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
         self._servers: set[Server] = set()
 
-    # -- routes ---------------------------------------------------------------------------
+    # The limits as they were given (read-only: they are part of every ServerConfig).
+    @property
+    def handshake_timeout(self) -> float:
+        return self.limits.handshake_timeout
+
+    @property
+    def max_head_size(self) -> int:
+        return self.limits.max_head_size
+
+    @property
+    def max_headers(self) -> int:
+        return self.limits.max_headers
+
+    @property
+    def max_body_size(self) -> int:
+        return self.limits.max_body_size
+
+    @property
+    def max_connections(self) -> int:
+        return self.limits.max_connections
+
+    @property
+    def max_connections_per_ip(self) -> int:
+        return self.limits.max_connections_per_ip
+
+    def config(self) -> ServerConfig:
+        """A frozen snapshot of everything a server of this app needs."""
+        return ServerConfig(
+            routes=tuple(self._ws_routes.values()),
+            limits=self.limits,
+            http_dispatch=self._http_dispatch,
+            startup=tuple(self._startup),
+            shutdown=tuple(self._shutdown),
+        )
+
+    # -- WebSocket routes -----------------------------------------------------------------
 
     @overload
-    def websocket(self, path: str, /, **options: Any) -> Callable[[F], F]: ...
+    def websocket(self, path: str, /, **options: Unpack[RouteOptions]) -> Callable[[F], F]: ...
 
     @overload
     def websocket(
-        self, path: str, handlers: Callable[..., Any] | Mapping[str, Any], /, **options: Any
+        self,
+        path: str,
+        handlers: Callable[..., Any] | Handlers | Mapping[str, Any],
+        /,
+        **options: Unpack[RouteOptions],
     ) -> None: ...
 
     def websocket(
         self,
         path: str,
-        handlers: Callable[..., Any] | Mapping[str, Any] | None = None,
+        handlers: Callable[..., Any] | Handlers | Mapping[str, Any] | None = None,
         /,
-        **options: Any,
+        **options: Unpack[RouteOptions],
     ) -> Callable[[F], F] | None:
         """Register a WebSocket route.
 
         As a decorator, ``@app.websocket("/ws")`` registers a simple handler called
         with the ``WebSocket`` when a connection opens. Called with a dict,
         ``app.websocket("/chat", {"open": f, "message": g, "close": h})`` registers
-        event handlers (keys: open, message, close, drain, ping, pong, subscription).
-        Route options (``max_payload_length``, ``idle_timeout``, ...) are keywords.
+        event handlers (keys: open, message, close, drain, ping, pong, subscription,
+        upgrade; see ``xyra.routes.Handlers``). Route options (``max_payload_length``,
+        ``idle_timeout``, ...; see ``xyra.routes.RouteOptions``) are keywords. ``path``
+        may hold ``{name}`` segments, as HTTP routes do: their values are
+        ``ws.path_params``.
         """
         if handlers is None:
 
@@ -100,34 +159,190 @@ class App(HTTPRoutes):
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"a route path must start with '/', got {path!r}")
-        if path in self._routes:
+        if path in self._ws_routes:
             raise ValueError(
                 f"a WebSocket route is already registered at {path!r}. "
                 "To send to connected clients from elsewhere, use app.publish(topic, message)"
             )
-        cfg = route_config(path, handler_set(handlers), options)
-        self._routes[path] = cfg
-        for server in self._servers:
-            server.context.routes[path] = cfg
+        route = route_config(path, handler_set(handlers), options)
+        self._ws_routes[path] = route
+        for server in self._live_servers():
+            server.add_route(route)
+
+    def _is_websocket_path(self, path: str) -> bool:
+        if path in self._ws_routes:
+            return True
+        return any(
+            r.pattern is not None and r.pattern.match_path(path) is not None
+            for r in self._ws_routes.values()
+        )
+
+    # -- HTTP routes and static files -------------------------------------------------------
+
+    @overload
+    def route(self, path: str, /, *, methods: Iterable[str] = ...) -> Callable[[F], F]: ...
+
+    @overload
+    def route(self, path: str, handler: F, /, *, methods: Iterable[str] = ...) -> F: ...
+
+    def route(
+        self,
+        path: str,
+        handler: F | None = None,
+        /,
+        *,
+        methods: Iterable[str] = ("GET",),
+    ) -> F | Callable[[F], F]:
+        """Register an HTTP handler for ``methods`` (default GET) at ``path``.
+
+        ``@app.route("/items", methods=["GET", "POST"])`` or
+        ``app.route("/items", handler, methods=["GET", "POST"])``. ``path`` may hold
+        ``{name}`` (one segment), ``{name:int}`` and ``{name:path}`` (the rest of the path).
+        A GET handler also answers HEAD (the body is dropped).
+        """
+        wanted = check_methods(methods)
+        if handler is None:
+
+            def decorator(func: F) -> F:
+                self.router.add(path, func, wanted)
+                return func
+
+            return decorator
+        if not callable(handler):
+            raise TypeError(
+                f"route({path!r}, ...): the second argument is the handler; pass the methods "
+                f"as methods=[...], not {handler!r}"
+            )
+        self.router.add(path, handler, wanted)
+        return handler
+
+    def _method(self, method: str, path: str, handler: F | None) -> F | Callable[[F], F]:
+        if handler is None:
+            return self.route(path, methods=[method])
+        return self.route(path, handler, methods=[method])
+
+    @overload
+    def get(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def get(self, path: str, handler: F, /) -> F: ...
+    def get(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.get(path)``: a GET (and HEAD) handler."""
+        return self._method("GET", path, handler)
+
+    @overload
+    def post(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def post(self, path: str, handler: F, /) -> F: ...
+    def post(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.post(path)``: a POST handler."""
+        return self._method("POST", path, handler)
+
+    @overload
+    def put(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def put(self, path: str, handler: F, /) -> F: ...
+    def put(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.put(path)``: a PUT handler."""
+        return self._method("PUT", path, handler)
+
+    @overload
+    def delete(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def delete(self, path: str, handler: F, /) -> F: ...
+    def delete(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.delete(path)``: a DELETE handler."""
+        return self._method("DELETE", path, handler)
+
+    @overload
+    def patch(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def patch(self, path: str, handler: F, /) -> F: ...
+    def patch(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.patch(path)``: a PATCH handler."""
+        return self._method("PATCH", path, handler)
+
+    @overload
+    def head(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def head(self, path: str, handler: F, /) -> F: ...
+    def head(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.head(path)``: an explicit HEAD handler (GET handlers answer HEAD already)."""
+        return self._method("HEAD", path, handler)
+
+    @overload
+    def options(self, path: str, /) -> Callable[[F], F]: ...
+    @overload
+    def options(self, path: str, handler: F, /) -> F: ...
+    def options(self, path: str, handler: F | None = None, /) -> F | Callable[[F], F]:
+        """``@app.options(path)``: an OPTIONS handler."""
+        return self._method("OPTIONS", path, handler)
+
+    def static(
+        self,
+        url_prefix: str,
+        directory: str | os.PathLike[str],
+        *,
+        index: str | None = "index.html",
+        max_file_size: int = MAX_FILE_SIZE,
+        dotfiles: bool = False,
+        cache_control: str | None = None,
+    ) -> None:
+        """Serve the files of ``directory`` under ``url_prefix`` (GET and HEAD).
+
+        Content-Type from the file name, ``ETag`` and ``Last-Modified`` with 304 answers to
+        ``If-None-Match``/``If-Modified-Since``, ``index`` for a directory (a directory
+        URL without its trailing slash is redirected to it; no listings). Files over
+        ``max_file_size`` (64 MiB) are refused with 500 and a log line: files are read
+        whole into memory. Names starting with "." are hidden unless ``dotfiles``.
+        A path that would leave the folder (``..``, encoded slashes or dots, backslashes,
+        NUL, symlinks pointing outside) gets 404. ``cache_control`` sets that header.
+        """
+        mount = Mount(url_prefix, directory, index, max_file_size, dotfiles, cache_control)
+        self.static_files.add(mount, url_prefix)
+
+    def enable_client_js(self, path: str = "/xyra.js") -> None:
+        """Serve the bundled browser client ``xyra/static/xyra.js`` (``XyraSocket``) at ``path``."""
+        self.route(path, client_js_handler(), methods=["GET"])
+
+    def _http_dispatch(self, request: Request) -> HTTPResult:
+        """The app's HTTP side: routes first, then static folders; None if neither has it."""
+        if self.router:
+            result = self.router.dispatch(request)
+            if result is not None:
+                return result
+        if self.static_files:
+            return self.static_files.dispatch(request)
+        return None
 
     # -- pub/sub --------------------------------------------------------------------------
 
     def publish(
-        self, topic: str, message: str | bytes, opcode: int | None = None, compress: bool = False
+        self,
+        topic: str,
+        message: str | _Buffer,
+        opcode: int | None = None,
+        compress: bool = False,
     ) -> bool:
         """Send ``message`` to every subscriber of ``topic``. Safe from any thread.
 
-        Returns True if the topic had subscribers.
+        ``message`` is ``str`` (TEXT) or bytes-like (BINARY); anything else raises
+        ``TypeError``, whether or not a server runs. Returns True if the topic had
+        subscribers.
         """
+        message = check_message(message)
         had = False
-        for server in list(self._servers):
-            had = server.hub.num_subscribers(topic) > 0 or had
-            server.hub.publish(topic, message, opcode, compress, None)
+        for server in self._live_servers():
+            had = server.num_subscribers(topic) > 0 or had
+            server.publish(topic, message, opcode, compress)
         return had
 
     def num_subscribers(self, topic: str) -> int:
         """How many connections are subscribed to ``topic``."""
-        return sum(server.hub.num_subscribers(topic) for server in list(self._servers))
+        return sum(server.num_subscribers(topic) for server in self._live_servers())
+
+    def _live_servers(self) -> list[Server]:
+        self._servers = {s for s in self._servers if not s.stopped}
+        return list(self._servers)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -143,7 +358,7 @@ class App(HTTPRoutes):
 
     async def start(self, port: int = 0, host: str = "127.0.0.1", **kwargs: Any) -> Server:
         """Serve on the running loop; returns the ``Server`` (``.port``, ``await .stop()``)."""
-        server = Server(self, asyncio.get_running_loop())
+        server = Server(self.config(), asyncio.get_running_loop())
         self._servers.add(server)
         try:
             await server.start(host, port, **kwargs)
@@ -165,6 +380,8 @@ class App(HTTPRoutes):
         """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return.
 
         ``ssl`` (an ``ssl.SSLContext``) or ``certfile``/``keyfile`` serve ``wss://``.
+        If the address cannot be bound (e.g. the port is in use), prints one line to
+        stderr and exits with status 1 (the traceback is logged at debug level).
         """
         _default_logging()
         context = tls_context(ssl, certfile, keyfile)
@@ -174,6 +391,10 @@ class App(HTTPRoutes):
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._serve(port, host, **kwargs))
+        except ListenError as exc:
+            log.debug("xyra: cannot listen on %s:%s", host, port, exc_info=exc.__cause__)
+            print(f"xyra: cannot listen on {host}:{port}: {bind_error(exc)}", file=sys.stderr)
+            raise SystemExit(1) from None
         finally:
             try:
                 _cancel_all_tasks(loop)
@@ -190,30 +411,16 @@ class App(HTTPRoutes):
         log.info("xyra: shutting down")
         await server.stop()
 
-    # -- for the server -------------------------------------------------------------------
 
-    def _route_configs(self) -> dict[str, RouteConfig]:
-        return dict(self._routes)
-
-    def _negotiators(self) -> dict[str, Any]:
-        """permessage-deflate negotiation per route that enables compression."""
-        modes = {0: "off", 1: "shared", 2: "dedicated"}
-        return {
-            path: functools.partial(negotiate_deflate, mode=modes[cfg.compression])
-            for path, cfg in self._routes.items()
-            if cfg.compression
-        }
-
-    def _max_close_timeout(self) -> float:
-        return max((cfg.close_timeout for cfg in self._routes.values()), default=5.0)
-
-    def _tick_interval(self) -> float:
-        """Timers are checked by one periodic tick: a quarter of the shortest timeout."""
-        spans = [self.handshake_timeout]
-        for cfg in self._routes.values():
-            spans += [cfg.idle_timeout, cfg.ping_interval, cfg.close_timeout]
-        shortest = min(s for s in spans if s > 0)
-        return min(1.0, max(0.02, shortest / 4))
+def bind_error(exc: OSError) -> str:
+    """What went wrong binding a listener, in a few words."""
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this machine"
+    return exc.strerror or str(exc)
 
 
 def tls_context(

@@ -8,3 +8,12 @@ class ConnectionClosed(Exception):
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
+
+
+class ListenError(OSError):
+    """The server could not bind its listening address (port in use, no permission, ...)."""
+
+    def __init__(self, host: object, port: object, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host = host
+        self.port = port

@@ -1,26 +1,26 @@
-"""Running an App: uvloop, the periodic tick, signals and graceful shutdown."""
+"""Running a ServerConfig: uvloop, the periodic tick, signals and graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, cast
 
+from xyra._core.connection import RouteConfig
 from xyra._core.protocol import PlainServerProtocol, ServerContext, ServerProtocol, tune_malloc
-from xyra._core.pubsub import PubSubHub
-from xyra.http import Request, Response
-
-if TYPE_CHECKING:
-    from xyra.app import App
+from xyra._core.pubsub import Hub
+from xyra.config import Hook, ServerConfig
+from xyra.errors import ListenError
 
 log = logging.getLogger("xyra")
 
 
-async def run_hooks(hooks: list[Callable[[], Any]]) -> None:
+async def run_hooks(hooks: Iterable[Hook]) -> None:
     for hook in hooks:
         result = hook()
         if isinstance(result, Awaitable):
@@ -30,58 +30,76 @@ async def run_hooks(hooks: list[Callable[[], Any]]) -> None:
 class Server:
     """A running server: ``port``, ``host`` and ``await stop()``."""
 
-    def __init__(self, app: App, loop: asyncio.AbstractEventLoop) -> None:
-        self.app = app
+    def __init__(self, config: ServerConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
         self.loop = loop
-        self.hub = PubSubHub(loop, log)
-        self.context = ServerContext(
-            self.hub,
-            app._route_configs(),
-            max_head_size=app.max_head_size,
-            max_headers=app.max_headers,
-            handshake_timeout=app.handshake_timeout,
-            max_body_size=app.max_body_size,
-            max_connections=app.max_connections,
-            max_connections_per_ip=app.max_connections_per_ip,
-            http_dispatch=app._http_dispatch,
-            request_class=Request,
-            response_class=Response,
-        )
-        self.context.negotiators = app._negotiators()
+        self.hub = Hub(loop, log)
+        self.context = ServerContext(self.hub, config)
         self._server: asyncio.base_events.Server | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
+        self.stopped = False
         self.host = ""
         self.port = 0
+
+    def add_route(self, route: RouteConfig) -> None:
+        """Serve a WebSocket route added while the server runs.
+
+        Thread-safe: from another thread the change is made on the server's loop.
+        """
+        if not self._on_loop():
+            self.loop.call_soon_threadsafe(self.add_route, route)
+            return
+        self.context.add_route(route)
+        # The config stays the one description of what this server serves.
+        self.config = dataclasses.replace(self.config, routes=(*self.config.routes, route))
+
+    def publish(
+        self, topic: str, message: Any, opcode: int | None = None, compress: bool = False
+    ) -> int:
+        """Publish to this server's subscribers of ``topic`` (safe from any thread)."""
+        return self.hub.publish(topic, message, opcode, compress, None)
+
+    def num_subscribers(self, topic: str) -> int:
+        """This server's subscribers of ``topic``."""
+        return self.hub.num_subscribers(topic)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
 
     async def start(self, host: str, port: int, **kwargs: Any) -> None:
         if os.environ.get("XYRA_TUNE_MALLOC", "1") != "0":
             tune_malloc()
         if kwargs.get("ssl") is not None:
             self.context.scheme = "https"
-        await run_hooks(self.app._startup)
+        await run_hooks(self.config.startup)
         context = self.context
         # uvloop reads into any protocol with get_buffer and lets the WebSocket take the
         # transport over after the upgrade; plain asyncio loops need data_received on a
         # protocol that does not inherit from asyncio.BufferedProtocol.
         context.switch_protocol = is_uvloop(self.loop)
         factory = ServerProtocol if context.switch_protocol else PlainServerProtocol
-        self._server = await self.loop.create_server(
-            cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
-            host,
-            port,
-            reuse_address=True,
-            **kwargs,
-        )
+        try:
+            self._server = await self.loop.create_server(
+                cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
+                host,
+                port,
+                reuse_address=True,
+                **kwargs,
+            )
+        except OSError as exc:
+            raise ListenError(host, port, exc) from exc
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
-        self._interval = self.app._tick_interval()
         self._tick()
         log.info("xyra: listening on %s:%d", self.host, self.port)
 
     def _tick(self) -> None:
         self.context.tick(self.loop.time())
-        self._tick_handle = self.loop.call_later(self._interval, self._tick)
+        self._tick_handle = self.loop.call_later(self.config.tick_interval, self._tick)
 
     @property
     def connections(self) -> int:
@@ -94,7 +112,7 @@ class Server:
         server, self._server = self._server, None
         server.close()
         self.context.close_all(1001, "server shutting down")
-        limit = self.app._max_close_timeout() + 1.0 if timeout is None else timeout
+        limit = self.config.close_timeout + 1.0 if timeout is None else timeout
         deadline = self.loop.time() + limit
         while self.context.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.02)
@@ -106,8 +124,8 @@ class Server:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         await server.wait_closed()
-        self.app._servers.discard(self)
-        await run_hooks(self.app._shutdown)
+        self.stopped = True
+        await run_hooks(self.config.shutdown)
         self._stopped.set()
 
     async def wait_closed(self) -> None:

@@ -1,6 +1,6 @@
 """HTTP requests, responses, routing and static files, without sockets.
 
-The router is exercised through ``HTTPRoutes._http_dispatch``, the one call the protocol
+The router is exercised through ``App._http_dispatch``, the one call the protocol
 makes; async results are awaited the way the protocol does.
 """
 
@@ -29,7 +29,8 @@ from xyra.http import (
     Response,
     to_response,
 )
-from xyra.http_routes import CLIENT_JS, HTTPRoutes
+from xyra import App
+from xyra.static import CLIENT_JS
 
 
 def req(
@@ -64,7 +65,7 @@ async def _await(aw: Any) -> Any:
     return await aw
 
 
-def dispatch(app: HTTPRoutes, request: Request) -> Response | None:
+def dispatch(app: App, request: Request) -> Response | None:
     return resolve(app._http_dispatch(request))
 
 
@@ -296,8 +297,8 @@ def test_file_response(tmp_path: Path) -> None:
 # -- routing ------------------------------------------------------------------------------
 
 
-def make_app() -> HTTPRoutes:
-    return HTTPRoutes()
+def make_app() -> App:
+    return App()
 
 
 def test_routes_and_params() -> None:
@@ -339,8 +340,8 @@ def test_routes_and_params() -> None:
     for miss in ("/n/x", "/n/-1", "/users", "/users/", "/users/1/2", "/nothing", "/USERS/me",
                  "/a%2Fb", "/a%2fb"):
         assert app._http_dispatch(req(miss)) is None, miss
-    assert app._http_has_routes()
-    assert not make_app()._http_has_routes()
+    assert app.router
+    assert not make_app().router
 
 
 def test_405_allow_and_head() -> None:
@@ -522,7 +523,7 @@ def site(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def static_app(site: Path) -> HTTPRoutes:
+def static_app(site: Path) -> App:
     app = make_app()
     app.static("/static", site)
     return app
@@ -539,7 +540,7 @@ def static_app(site: Path) -> HTTPRoutes:
     ("/static/sub/", "text/html; charset=utf-8", b"sub index"),
     ("/static/inside", "text/css; charset=utf-8", b"body{}"),  # a symlink inside the tree
 ])
-def test_static_serves(static_app: HTTPRoutes, path: str, ctype: str, body: bytes) -> None:
+def test_static_serves(static_app: App, path: str, ctype: str, body: bytes) -> None:
     r = dispatch(static_app, req(path))
     assert r is not None and r.status == 200, path
     assert r.body == body
@@ -574,7 +575,7 @@ def test_static_serves(static_app: HTTPRoutes, path: str, ctype: str, body: byte
     "/static/index.html/",
     "/static/nodir/",
 ])
-def test_static_refuses(static_app: HTTPRoutes, path: str) -> None:
+def test_static_refuses(static_app: App, path: str) -> None:
     r = dispatch(static_app, req(path))
     assert r is not None and r.status == 404, path
     assert b"outside" not in r.body and b"SECRET" not in r.body
@@ -587,7 +588,7 @@ def test_static_dotfiles_option(site: Path) -> None:
     assert dispatch(app, req("/../secret.txt")).status == 404  # type: ignore[union-attr]
 
 
-def test_static_directory_redirect_and_methods(static_app: HTTPRoutes) -> None:
+def test_static_directory_redirect_and_methods(static_app: App) -> None:
     r = dispatch(static_app, req("/static/sub?x=1"))
     assert r is not None and r.status == 307 and r.get_header("location") == "/static/sub/?x=1"
     top = dispatch(static_app, req("/static"))
@@ -598,7 +599,7 @@ def test_static_directory_redirect_and_methods(static_app: HTTPRoutes) -> None:
     assert static_app._http_dispatch(req("/other")) is None
 
 
-def test_static_conditional_requests(static_app: HTTPRoutes, site: Path) -> None:
+def test_static_conditional_requests(static_app: App, site: Path) -> None:
     first = dispatch(static_app, req("/static/style.css"))
     assert first is not None
     etag, modified = first.get_header("etag"), first.get_header("last-modified")
@@ -643,13 +644,11 @@ def test_static_limits_and_large_files(site: Path, caplog: pytest.LogCaptureFixt
 
 
 def test_static_missing_file_at_a_websocket_path_is_left_to_the_protocol(site: Path) -> None:
-    class WithWebSocketRoutes(HTTPRoutes):
-        def __init__(self) -> None:
-            super().__init__()
-            self._routes = {"/ws": object()}
-
-    app = WithWebSocketRoutes()
+    app = App()
+    app.websocket("/ws", {"message": lambda ws, message, opcode: None})
+    app.websocket("/rooms/{name}", {"message": lambda ws, message, opcode: None})
     app.static("/", site)
+    assert app._http_dispatch(req("/rooms/lobby")) is None  # a parameterised route too
     assert app._http_dispatch(req("/ws")) is None  # the protocol answers 426
     assert dispatch(app, req("/nope")).status == 404  # type: ignore[union-attr]
     assert dispatch(app, req("/")).body == b"<h1>home</h1>"  # type: ignore[union-attr]

@@ -1,21 +1,20 @@
 """Type stub for the compiled connection (``connection.pyx``).
 
-Only the Python-visible API: the per-connection protocol state, the cork buffer and
-the C-level hooks are in ``connection.pxd``.
+Only the Python-visible API; the C-level parts are in ``connection.pxd`` and
+``endpoint.pxd``.
 """
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from xyra._core.frames import Parser
+from xyra._core.endpoint import Endpoint, EndpointConfig, Extras
 from xyra.enums import SendStatus
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
 _Handler: TypeAlias = Callable[..., Any]
 
-class RouteConfig:
+class RouteConfig(EndpointConfig):
     """One route's handler set and options, built once by the facade."""
 
     open: _Handler | None
@@ -28,57 +27,23 @@ class RouteConfig:
     upgrade: _Handler | None
     allowed_origins: str | tuple[str, ...] | None
     """None: same-origin policy; "*": any origin; else the allowed origins."""
-    max_messages_per_second: float
-    max_bytes_per_second: float
-    rate_limit_close: bool
-    """Over a rate limit: close with 1008 (True) or drop the message (False)."""
+    negotiator: Callable[[list[str]], Any] | None
+    """permessage-deflate negotiation (routes with compression), or None."""
+    pattern: Any
+    """The path's ``{parameters}`` (a ``xyra.router.PathPattern``), or None."""
     open_async: bool
     message_async: bool
     close_async: bool
-    max_payload_length: int
-    max_backpressure: int
+    discard_warned: bool
     max_queue: int
-    idle_timeout: float
-    ping_interval: float
-    close_timeout: float
-    close_on_backpressure_limit: bool
     subprotocols: tuple[str, ...]
     path: str
-    compression: int
-    """0 off, 1 shared, 2 dedicated."""
-    compression_threshold: int
     def __init__(self) -> None: ...
 
-class Hub:
-    """What the connections of one server share: the loop, the flush list, the clock."""
+class WsExtras(Extras):
+    """The WebSocket's lazily created per-connection state."""
 
-    loop: asyncio.AbstractEventLoop
-    log: logging.Logger
-    now: float
-    thread_id: int
-    handshaking: set[Any]
-    """HTTP-phase protocols."""
-    sockets: list[WebSocket]
-    """Open WebSockets (each knows its index)."""
-    per_ip: dict[Any, int]
-    """Remote host -> open connections (while per-address limits are on)."""
-    def __init__(self, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None: ...
-    def flush_all(self) -> None:
-        """Write every corked connection once: runs once per loop iteration at most."""
-    def publish(
-        self,
-        topic: str,
-        message: str | _Buffer,
-        opcode: int | None = None,
-        compress: bool = False,
-        exclude: WebSocket | None = None,
-    ) -> int:
-        """Queue ``message`` for every subscriber of ``topic``; how many it was queued for."""
-
-class Extras:
-    """The per-connection state few connections need, created on first use."""
-
-class WebSocket(Parser):
+class WebSocket(Endpoint):
     """One WebSocket connection: the same object in every callback, hashable.
 
     Safe to use after the close: it reports ``closed``, sends return
@@ -103,10 +68,10 @@ class WebSocket(Parser):
         self, data: str | _Buffer, opcode: int | None = None, compress: bool = False
     ) -> SendStatus:
         """Send a message: ``str`` as TEXT, bytes-like as BINARY, unless ``opcode`` says."""
-    def send_text(self, text: str) -> SendStatus:
-        """Send a TEXT message."""
-    def send_binary(self, data: _Buffer) -> SendStatus:
-        """Send a BINARY message."""
+    def send_text(self, text: str | _Buffer) -> SendStatus:
+        """Send a TEXT message (``str``, or bytes-like holding valid UTF-8)."""
+    def send_binary(self, data: str | _Buffer) -> SendStatus:
+        """Send a BINARY message (bytes-like, or ``str`` sent as its UTF-8)."""
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake; the connection ends when the peer answers."""
     def terminate(self) -> None:
@@ -123,6 +88,9 @@ class WebSocket(Parser):
     def path(self) -> str:
         """The request target the connection was opened with (path and query)."""
     @property
+    def path_params(self) -> dict[str, Any]:
+        """The values of the route's ``{name}`` path parameters (a new dict)."""
+    @property
     def subprotocol(self) -> str | None:
         """The negotiated subprotocol, or None."""
     @property
@@ -138,10 +106,14 @@ class WebSocket(Parser):
     def topics(self) -> list[str]:
         """The topics this connection is subscribed to."""
     def subscribe(self, topic: str) -> bool:
-        """Subscribe to ``topic``; True if it was not subscribed yet."""
+        """Subscribe to ``topic``; True if it was not subscribed yet.
+
+        After the connection closed it is a no-op that returns False.
+        """
     def unsubscribe(self, topic: str) -> bool:
         """Unsubscribe from ``topic``; True if it was subscribed."""
-    def is_subscribed(self, topic: str) -> bool: ...
+    def is_subscribed(self, topic: str) -> bool:
+        """True if this connection is subscribed to ``topic``."""
     def publish(
         self, topic: str, message: str | _Buffer, opcode: int | None = None, compress: bool = False
     ) -> bool:

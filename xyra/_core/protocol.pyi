@@ -10,21 +10,27 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from xyra._core.connection import Hub, RouteConfig
+from xyra._core.connection import RouteConfig
+from xyra._core.pubsub import Hub
 
 def tune_malloc() -> bool:
     """Keep freed large buffers for reuse (glibc): see tune.h. True if applied."""
 
+def live_objects() -> dict[str, int]:
+    """HTTP-phase protocols alive now; always zero in a release build."""
+
 class ServerContext:
-    """What the protocols of one listening server share."""
+    """What the protocols of one listening server share, built from a ``ServerConfig``."""
 
     routes: dict[str, RouteConfig]
-    """WebSocket routes: path -> RouteConfig."""
+    """WebSocket routes without path parameters: path -> RouteConfig."""
+    patterns: list[RouteConfig]
+    """WebSocket routes with path parameters, in registration order."""
     hub: Hub
     switch_protocol: bool
     """Hand the transport to the WebSocket after the upgrade (uvloop)."""
     @property
-    def connections(self) -> set[Any]:
+    def connections(self) -> list[Any]:
         """Every live connection: HTTP-phase protocols and open WebSockets."""
     @property
     def per_ip(self) -> dict[Any, int]: ...
@@ -35,29 +41,15 @@ class ServerContext:
     max_connections_per_ip: int
     handshake_timeout: float
     accepting: bool
-    negotiators: dict[str, Any]
-    """Path -> permessage-deflate negotiator (routes with compression)."""
     http_dispatch: Callable[[Any], Any] | None
     """Request -> Response, awaitable or None (HTTP routes), or None."""
     request_class: Any
     response_class: Any
     scheme: str
-    def __init__(
-        self,
-        hub: Hub,
-        routes: dict[str, RouteConfig],
-        *,
-        max_head_size: int = 32768,
-        max_headers: int = 100,
-        handshake_timeout: float = 10.0,
-        max_body_size: int = 1048576,
-        max_connections: int = 0,
-        max_connections_per_ip: int = 0,
-        http_dispatch: Callable[[Any], Any] | None = None,
-        request_class: Any = None,
-        response_class: Any = None,
-        scheme: str = "http",
-    ) -> None: ...
+    def __init__(self, hub: Hub, config: Any) -> None:
+        """``config``: the facade's ``xyra.config.ServerConfig``."""
+    def add_route(self, route: RouteConfig) -> None:
+        """Serve ``route`` from now on (its handlers, limits and negotiator come with it)."""
     def tick(self, now: float) -> None:
         """Advance the shared clock and run every connection's timers."""
     def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:

@@ -16,8 +16,10 @@ import httptools
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-from xyra._core.connection cimport Hub, RouteConfig, WebSocket, OPEN
+from xyra._core.connection cimport RouteConfig, WebSocket
+from xyra._core.endpoint cimport OPEN, XYRA_DEBUG
 from xyra._core.frames cimport shared_ptr, shared_view
+from xyra._core.pubsub cimport Hub
 
 from xyra.handshake import (
     Rejection, check_origin, header_tokens, http_response, process_request,
@@ -37,10 +39,24 @@ class _BodyTooLarge(Exception):
     pass
 
 
-cdef class ServerContext:
-    """What the protocols of one listening server share."""
+# HTTP-phase protocols alive now (debug builds only; the tests check they return to zero).
+cdef Py_ssize_t _live_http = 0
 
-    cdef public dict routes            # path -> RouteConfig (WebSocket routes)
+
+def live_objects() -> dict:
+    """HTTP-phase protocols alive now; always zero in a release build."""
+    return {"ServerProtocol": _live_http}
+
+
+cdef class ServerContext:
+    """What the protocols of one listening server share, built from the app's ServerConfig.
+
+    ``config`` is the facade's frozen ``ServerConfig`` (read once, here); routes added
+    while the server runs come through ``add_route``.
+    """
+
+    cdef public dict routes            # path -> RouteConfig: routes without parameters
+    cdef public list patterns          # RouteConfig with a path pattern, in order
     cdef public Hub hub
     cdef public bint switch_protocol   # hand the transport to the WebSocket (uvloop)
     cdef public Py_ssize_t max_head_size
@@ -50,31 +66,52 @@ cdef class ServerContext:
     cdef public Py_ssize_t max_connections_per_ip
     cdef public double handshake_timeout
     cdef public bint accepting
-    cdef public object negotiators     # path -> extension negotiator or None
     cdef public object http_dispatch   # request -> Response | awaitable | None, or None
     cdef public object request_class
     cdef public object response_class
     cdef public str scheme
 
-    def __init__(self, Hub hub, dict routes, *, Py_ssize_t max_head_size=32768,
-                 Py_ssize_t max_headers=100, double handshake_timeout=10.0,
-                 Py_ssize_t max_body_size=1 << 20, Py_ssize_t max_connections=0,
-                 Py_ssize_t max_connections_per_ip=0, http_dispatch=None,
-                 request_class=None, response_class=None, str scheme="http"):
+    def __init__(self, Hub hub, config):
+        limits = config.limits
         self.hub = hub
-        self.routes = routes
-        self.max_head_size = max_head_size
-        self.max_headers = max_headers
-        self.max_body_size = max_body_size
-        self.max_connections = max_connections
-        self.max_connections_per_ip = max_connections_per_ip
-        self.handshake_timeout = handshake_timeout
+        self.routes = {}
+        self.patterns = []
+        self.max_head_size = limits.max_head_size
+        self.max_headers = limits.max_headers
+        self.max_body_size = limits.max_body_size
+        self.max_connections = limits.max_connections
+        self.max_connections_per_ip = limits.max_connections_per_ip
+        self.handshake_timeout = limits.handshake_timeout
         self.accepting = True
-        self.negotiators = {}
-        self.http_dispatch = http_dispatch
-        self.request_class = request_class
-        self.response_class = response_class
-        self.scheme = scheme
+        self.http_dispatch = config.http_dispatch
+        self.request_class = config.request_class
+        self.response_class = config.response_class
+        self.scheme = "http"
+        for route in config.routes:
+            self.add_route(route)
+
+    def add_route(self, RouteConfig route):
+        """Serve ``route`` from now on (its handlers, limits and negotiator come with it)."""
+        if route.pattern is None:
+            self.routes[route.path] = route
+        else:
+            self.patterns.append(route)
+
+    cdef tuple find_route(self, str path):
+        """(route, path parameters or None) for a request path, or None.
+
+        Routes without parameters are one dict lookup; a route with parameters is
+        tried only when none of those has the path.
+        """
+        cdef RouteConfig route = self.routes.get(path)
+        if route is not None:
+            return route, None
+        for obj in self.patterns:
+            route = <RouteConfig>obj
+            params = route.pattern.match_path(path)
+            if params is not None:
+                return route, params
+        return None
 
     @property
     def connections(self):
@@ -144,6 +181,16 @@ cdef class ServerProtocol:
     cdef bint done                     # the HTTP phase is over: upgraded, or closing
     cdef double deadline
     cdef object ip                     # set only while per-address limits are on
+
+    def __cinit__(self):
+        global _live_http
+        if XYRA_DEBUG:
+            _live_http += 1
+
+    def __dealloc__(self):
+        global _live_http
+        if XYRA_DEBUG:
+            _live_http -= 1
 
     def __init__(self, ServerContext ctx):
         self.ctx = ctx
@@ -252,7 +299,7 @@ cdef class ServerProtocol:
     def on_message_complete(self):
         cdef bint upgrade = self.http.should_upgrade()
         target = self._target()
-        if upgrade and target.split("?", 1)[0] in self.ctx.routes:
+        if upgrade and self.ctx.find_route(target.split("?", 1)[0]) is not None:
             return  # HttpParserUpgrade follows: the WebSocket handshake takes over
         if self.queue is None:
             self.queue = deque()
@@ -267,28 +314,34 @@ cdef class ServerProtocol:
     # -- the HTTP phase ----------------------------------------------------------------------
 
     cdef _http_data(self, object view, const unsigned char* ptr, Py_ssize_t n):
-        cdef Py_ssize_t offset
+        cdef Py_ssize_t offset = -1
+        cdef int status = 0
+        cdef str why = None
         if self.in_head or not self.headers:
             self.head_bytes += n
+        # The parser's exceptions only set what to do: handlers run after the except
+        # blocks, so a traceback they log does not begin with httptools' exception.
         try:
             self.http.feed_data(view)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0]
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _BodyTooLarge):
+                status, why = 413, f"request body over {self.ctx.max_body_size} bytes"
+            else:
+                self.ctx.hub.log.error("xyra: HTTP callback failed", exc_info=exc)
+                status, why = 500, "internal error"
+        except httptools.HttpParserError as exc:
+            status, why = 400, f"malformed HTTP request: {exc}"
+        if status:
+            self._reject(status, why)
+            return
+        if offset >= 0:
             # Frames sent right behind the head are not part of it.
             self.head_bytes = max(0, self.head_bytes - (n - offset))
             self._process_queue()
             if not self.done:
                 self._upgrade((<char*>ptr + offset)[:n - offset] if n > offset else b"")
-            return
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _BodyTooLarge):
-                self._reject(413, f"request body over {self.ctx.max_body_size} bytes")
-            else:
-                self.ctx.hub.log.error("xyra: HTTP callback failed", exc_info=exc)
-                self._reject(500, "internal error")
-            return
-        except httptools.HttpParserError as exc:
-            self._reject(400, f"malformed HTTP request: {exc}")
             return
         if self.too_many_headers:
             self._reject(431, f"more than {self.ctx.max_headers} header lines")
@@ -317,8 +370,7 @@ cdef class ServerProtocol:
                 self._reject(500, "internal error")
                 return
         if result is None:
-            route = self.ctx.routes.get(path)
-            if route is not None:
+            if self.ctx.find_route(path) is not None:
                 rejection = process_request(method, headers)
                 self._reject(rejection.status, rejection.reason, rejection.headers)
             elif "websocket" in header_tokens(headers, "upgrade"):
@@ -371,8 +423,8 @@ cdef class ServerProtocol:
 
     cdef _reject(self, int status, str reason, list headers=None):
         self._finish_http()
-        self.ctx.hub.log.info("xyra: refused %s from %s: %d %s", self._target(), self._peer(),
-                              status, reason)
+        self.ctx.hub.log.info("xyra: refused %s from %s: %d %s", self._logged_path(),
+                              self._peer(), status, reason)
         self.transport.write(http_response(status, reason + "\n", headers or ()))
         self.transport.close()
 
@@ -382,6 +434,10 @@ cdef class ServerProtocol:
 
     cdef str _target(self):
         return self.url.decode("latin-1") if self.url is not None else "request"
+
+    cdef str _logged_path(self):
+        # Log lines carry the path only: query strings hold tokens (?token=...).
+        return self._target().split("?", 1)[0]
 
     # -- the WebSocket handshake ---------------------------------------------------------------
 
@@ -394,11 +450,10 @@ cdef class ServerProtocol:
             self._reject(431, f"more than {self.ctx.max_headers} header lines")
             return
         target = self._target()
-        route = self.ctx.routes.get(target.split("?", 1)[0])
+        route, params = self.ctx.find_route(target.split("?", 1)[0])
         method = self.http.get_method().decode("latin-1")
         headers = self.headers
-        result = process_request(method, headers, route.subprotocols,
-                                 self.ctx.negotiators.get(route.path))
+        result = process_request(method, headers, route.subprotocols, route.negotiator)
         if isinstance(result, Rejection):
             self._reject(result.status, result.reason, result.headers)
             return
@@ -408,10 +463,11 @@ cdef class ServerProtocol:
             return
         self._finish_http()
         if route.upgrade is None:
-            self._accept(route, target, result, leftover, None)
+            self._accept(route, target, result, leftover, None, params)
             return
         request = self.ctx.request_class(method, target, headers, b"", self._peer(),
                                          self.ctx.scheme)
+        request.path_params = params or {}
         try:
             verdict = route.upgrade(request)
         except Exception as exc:
@@ -420,9 +476,10 @@ cdef class ServerProtocol:
             return
         if isawaitable(verdict):
             # Bytes the client sent after its request stay in `leftover` until the verdict.
-            self._wait(verdict, (route, target, result, leftover, request), self._verdict_later)
+            self._wait(verdict, (route, target, result, leftover, request, params),
+                       self._verdict_later)
             return
-        self._verdict(verdict, route, target, result, leftover, request)
+        self._verdict(verdict, route, target, result, leftover, request, params)
 
     def _verdict_later(self, task, context):
         self.busy = False
@@ -434,21 +491,21 @@ cdef class ServerProtocol:
             self._send_and_close(http_response(500, "internal error\n"))
             return
         self.transport.resume_reading()
-        route, target, result, leftover, request = context
-        self._verdict(task.result(), route, target, result, leftover, request)
+        route, target, result, leftover, request, params = context
+        self._verdict(task.result(), route, target, result, leftover, request, params)
 
     cdef _verdict(self, object verdict, RouteConfig route, str target, object result,
-                  bytes leftover, object request):
+                  bytes leftover, object request, dict params):
         if verdict is False:
-            self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s", target,
-                                  self._peer())
+            self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s",
+                                  self._logged_path(), self._peer())
             self._send_and_close(http_response(403, "forbidden\n"))
         elif hasattr(verdict, "encode") and hasattr(verdict, "status"):
-            self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s with %s", target,
-                                  self._peer(), verdict.status)
+            self.ctx.hub.log.info("xyra: upgrade handler refused %s from %s with %s",
+                                  self._logged_path(), self._peer(), verdict.status)
             self._send_and_close(verdict.encode(head=False, keep_alive=False))
         else:
-            self._accept(route, target, result, leftover, request.data or None)
+            self._accept(route, target, result, leftover, request.data or None, params)
 
     cdef _send_and_close(self, bytes data):
         self._finish_http()
@@ -456,19 +513,19 @@ cdef class ServerProtocol:
         self.transport.close()
 
     cdef _accept(self, RouteConfig route, str target, object result, bytes leftover,
-                 object data):
+                 object data, dict params):
         cdef WebSocket ws = WebSocket.__new__(WebSocket)
         cdef Hub hub = self.ctx.hub
         if target == route.path:
             target = route.path  # one shared string for every connection of the route
         try:
             ws.begin(self.transport, hub, route, target,
-                     result.subprotocol, result.response, result.extension, data)
+                     result.subprotocol, result.response, result.extension, data, params)
             self.ws = ws
             hub.handshaking.discard(self)
             hub.add_socket(ws)
             if self.ip is not None:
-                ws.more().ip, self.ip = self.ip, None
+                ws.wx().ip, self.ip = self.ip, None
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
                             PyBytes_GET_SIZE(leftover))
             if self.ctx.switch_protocol:

@@ -1,10 +1,10 @@
-"""Type stub for the compiled pub/sub hub (``pubsub.pyx``)."""
+"""Type stub for the compiled hub (``pubsub.pyx``): open connections and their topics."""
 
 import asyncio
 import logging
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from xyra._core.connection import Hub, WebSocket
+from xyra._core.endpoint import Endpoint, Outbox
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
 
@@ -15,9 +15,20 @@ class Topic:
     def name(self) -> str: ...
     def __init__(self, name: str) -> None: ...
 
-class PubSubHub(Hub):
-    """The server's hub with the topic index."""
+class Hub(Outbox):
+    """What the connections of one server share: the outbox, the loop, the open
+    connections and the topic index."""
 
+    loop: asyncio.AbstractEventLoop
+    thread_id: int
+    handshaking: set[Any]
+    """HTTP-phase protocols."""
+    sockets: list[Endpoint]
+    """Open connections (each knows its index)."""
+    per_ip: dict[Any, int]
+    """Remote host -> open connections (while per-address limits are on)."""
+    backplane: Any
+    """None, or the worker's link to other processes (see xyra.backplane)."""
     def __init__(self, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None: ...
     def publish(
         self,
@@ -25,12 +36,18 @@ class PubSubHub(Hub):
         message: str | _Buffer,
         opcode: int | None = None,
         compress: bool = False,
-        exclude: WebSocket | None = None,
+        exclude: Endpoint | None = None,
     ) -> int:
         """Queue ``message`` for every subscriber of ``topic`` (but ``exclude``).
 
-        Returns how many subscribers it was queued for. From another thread it hops
-        onto the loop and returns 0 at once.
+        Returns how many local subscribers it was queued for. From another thread it
+        hops onto the loop and returns 0 at once.
         """
-    def num_subscribers(self, topic: str) -> int: ...
-    def topic_names(self) -> list[str]: ...
+    def publish_local(
+        self, topic: str, message: str | _Buffer, opcode: int | None = None, compress: bool = False
+    ) -> int:
+        """Deliver a message from elsewhere (the backplane) to the local subscribers only."""
+    def num_subscribers(self, topic: str) -> int:
+        """How many local connections are subscribed to ``topic``."""
+    def topic_names(self) -> list[str]:
+        """The topics with at least one local subscriber."""

@@ -1,0 +1,81 @@
+"""What a server is built from: the frozen ``ServerConfig`` an ``App`` hands its ``Server``.
+
+The App builds one ``ServerConfig`` per start (``App.config()``); the Server reads it and
+nothing of the App. A WebSocket route added while a server runs reaches it through
+``Server.add_route``, which updates everything a route needs (its handlers, limits and
+compression negotiator travel together in its ``RouteConfig``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xyra._core.connection import RouteConfig
+from xyra.http import Request, Response
+
+#: A startup or shutdown hook: a function, sync or async, called without arguments.
+Hook = Callable[[], Any]
+#: The app's HTTP side: a request -> a Response, an awaitable of one, or None (no route).
+HTTPDispatch = Callable[[Request], "Response | Awaitable[Response] | None"]
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Server-wide limits (see ``App``): handshake time, request head and body, connections."""
+
+    handshake_timeout: float = 10.0
+    max_head_size: int = 32768
+    max_headers: int = 100
+    max_body_size: int = 1 << 20
+    max_connections: int = 0
+    max_connections_per_ip: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_head_size", "max_headers"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("max_body_size", "max_connections", "max_connections_per_ip"):
+            _check_int(name, getattr(self, name), 0)
+        value = self.handshake_timeout
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"handshake_timeout must be a number of seconds > 0, got {value!r}")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a ``Server`` needs, built once by ``App.config()``."""
+
+    routes: tuple[RouteConfig, ...] = ()
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    http_dispatch: HTTPDispatch | None = None
+    startup: tuple[Hook, ...] = ()
+    shutdown: tuple[Hook, ...] = ()
+    request_class: type[Request] = Request
+    response_class: type[Response] = Response
+
+    @property
+    def tick_interval(self) -> float:
+        """Seconds between two runs of every connection's timers."""
+        return tick_interval(self.limits.handshake_timeout, self.routes)
+
+    @property
+    def close_timeout(self) -> float:
+        """The longest close handshake a route allows (graceful shutdown waits for it)."""
+        return max((route.close_timeout for route in self.routes), default=5.0)
+
+
+def tick_interval(handshake_timeout: float, routes: tuple[RouteConfig, ...]) -> float:
+    """Timers are checked by one periodic tick: a quarter of the shortest timeout."""
+    spans = [handshake_timeout]
+    for route in routes:
+        spans += [route.idle_timeout, route.ping_interval, route.close_timeout]
+    shortest = min(s for s in spans if s > 0)
+    return min(1.0, max(0.02, shortest / 4))
