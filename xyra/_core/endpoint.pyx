@@ -663,3 +663,105 @@ cdef class Endpoint(Parser):
             self._topics = {}
         return self._topics
 
+
+
+cdef class RecordingEndpoint(Endpoint):
+    """An endpoint that records what it reports: the sans-I/O test entry point.
+
+    Built on any transport-like object and an ``Outbox``; ``receive_data(bytes)`` goes
+    through the same buffers and ``data_received_into`` the server uses, and the hooks
+    append to ``events``: ``("message", opcode, message)``, ``("ping", payload)``,
+    ``("pong", payload)``, ``("drained",)``, ``("ended", code, reason)``.
+    """
+
+    cdef public list events
+
+    def __init__(self, transport, Outbox outbox, EndpointConfig config, bytes response=None,
+                 deflate=None):
+        self.events = []
+        self.open_endpoint(transport, outbox, config, deflate, response)
+        self.feed_initial(NULL, 0)
+
+    def receive_data(self, data):
+        """Bytes from the peer, read the way the server reads them."""
+        cdef const unsigned char[:] mv = data
+        cdef Py_ssize_t n = len(mv), pos = 0, k
+        cdef unsigned char[:] dst
+        while pos < n and not self.lost:
+            dst = self.get_buffer_view(n - pos)
+            k = min(<Py_ssize_t>len(dst), n - pos)
+            dst[:k] = mv[pos:pos + k]
+            pos += k
+            self.data_received_into(k)
+
+    def send(self, data, opcode=None, bint compress=False):
+        """Queue a message as the WebSocket's ``send`` does (a ``SendStatus``)."""
+        cdef const char* p
+        cdef Py_ssize_t n
+        cdef int op
+        data = message_payload(data, opcode, &p, &n, &op)
+        return self.send_message(op, <const unsigned char*>p, n,
+                                 data if type(data) is bytes else None, compress)
+
+    def close(self, int code=1000, str reason=""):
+        """Start the close handshake."""
+        self.send_close(code, reason)
+
+    def run_timers(self, double now):
+        """``tick(now)``: the server's periodic timer run for this connection."""
+        self.hub.now = now
+        self.tick(now)
+
+    def eof_received(self):
+        self.on_eof()
+        return False
+
+    def connection_lost(self, exc=None):
+        self.on_lost(exc)
+
+    def pause_writing(self):
+        self.on_pause_writing()
+
+    def resume_writing(self):
+        self.on_resume_writing()
+
+    @property
+    def state(self) -> str:
+        return {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "new")
+
+    @property
+    def queued_bytes(self) -> int:
+        return self.queued
+
+    @property
+    def is_congested(self) -> bool:
+        return self.congested
+
+    @property
+    def dropped(self) -> int:
+        return self.extras.dropped if self.extras is not None else 0
+
+    @property
+    def code(self) -> int:
+        """The close code the application would be told."""
+        return self.report_code
+
+    cdef int deliver(self, object message, object opcode) except -1:
+        self.events.append(("message", opcode, message))
+        return 0
+
+    cdef int ping_received(self, bytes payload) except -1:
+        self.events.append(("ping", payload))
+        return 0
+
+    cdef int pong_received(self, unsigned char* data, Py_ssize_t length) except -1:
+        self.events.append(("pong", PyBytes_FromStringAndSize(<char*>data, length)))
+        return 0
+
+    cdef int drained(self) except -1:
+        self.events.append(("drained",))
+        return 0
+
+    cdef int ended(self) except -1:
+        self.events.append(("ended", self.report_code, self.reason()))
+        return 0
