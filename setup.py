@@ -6,8 +6,8 @@ Build modes come from the environment:
   path works on raw pointers whose bounds the parser state machine checks itself;
   Cython's own bounds checks stay on for indexed Python objects;
 * ``XYRA_DEBUG=1``: ``-O0 -g3``, C ``assert`` and Cython ``assert`` on, plus
-  ``initializedcheck``/``nonecheck``, and the ``XYRA_DEBUG`` macro that turns on
-  the invariant checks inside the C helpers;
+  ``initializedcheck``/``nonecheck``, and the ``XYRA_DEBUG`` macro (debug.h) that
+  compiles in the ``if XYRA_DEBUG:`` invariant checks and live-object counters;
 * ``XYRA_SANITIZE=1``: ASan + UBSan instrumentation (implies the debug directives).
   Run the tests with ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``.
 * ``XYRA_FUZZ=1``: clang (``CC=clang`` unless ``CC`` is set), libFuzzer coverage +
@@ -80,6 +80,10 @@ def _directives() -> dict[str, object]:
 
 def _extensions() -> list[Extension]:
     from Cython.Build import cythonize
+    from Cython.Compiler import Options
+
+    # Cython's warnings fail the build, as aiohttp does it (cython -Werror).
+    Options.warning_errors = True
 
     cflags, ldflags, macros = _compile_args()
     exts = [

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import os
 import socket
@@ -33,6 +34,7 @@ import pytest
 import websockets
 
 from xyra import App, Server
+from xyra._core import endpoint, protocol
 
 TIMEOUT = 10.0
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -40,6 +42,38 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 def ws_url(server: Server, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
+
+
+# -- leak check (debug builds) -----------------------------------------------------------------
+# In a debug build the core counts its live WebSockets, Extras and HTTP-phase protocols
+# (the counters are compiled out of release builds). After each test, once pytest has
+# dropped the test's own references (its fixtures' values), they must be back to zero;
+# the tests that leave any are listed and the run fails at the end.
+
+_leaks: list[str] = []
+
+
+def _live() -> dict[str, int]:
+    return {**endpoint.live_objects(), **protocol.live_objects()}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    yield
+    if endpoint.debug_build():
+        gc.collect()
+        live = _live()
+        if any(live.values()):
+            _leaks.append(f"{item.nodeid}: {live}")
+            # Count what the next test leaves from zero again.
+            endpoint.reset_live_objects()
+            protocol.reset_live_objects()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _leaks:
+        print("\nleak check: objects still alive after these tests:", *_leaks, sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from wsutil import TIMEOUT, served, url
 
-from xyra import App, Request, Response, SendStatus, WebSocket
+from xyra import App, Response, SendStatus, WebSocket
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_MESSAGES = [123, 10**12, 1.5, None, [104, 105], {"a": 1}, ("x",), object()]
@@ -276,7 +276,8 @@ def test_handlers_with_defaults_or_star_args_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("options", "exc", "message"),
     [
-        ({"max_payload_length": "big"}, TypeError, "max_payload_length must be an int >= 1, got 'big'"),
+        ({"max_payload_length": "big"}, TypeError,
+         "max_payload_length must be an int >= 1, got 'big'"),
         ({"max_payload_length": 0}, ValueError, "max_payload_length must be an int >= 1, got 0"),
         ({"max_backpressure": 1.5}, TypeError, "max_backpressure must be an int >= 1, got 1.5"),
         ({"idle_timeout": None}, TypeError,

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from xyra import App
 from xyra.http import (
     FileResponse,
     FileTooLarge,
@@ -29,7 +30,6 @@ from xyra.http import (
     Response,
     to_response,
 )
-from xyra import App
 from xyra.static import CLIENT_JS
 
 

@@ -20,7 +20,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from xyra._core.endpoint cimport (
-    CLOSED, CLOSING, OPEN, XYRA_DEBUG, Endpoint, EndpointConfig, Extras, message_payload,
+    CLOSED, CLOSING, OPEN, Endpoint, EndpointConfig, Extras, message_payload,
 )
 from xyra._core.frames cimport OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, shared_view
 from xyra._core.frames cimport valid_close_code
@@ -106,7 +106,7 @@ cdef class WebSocket(Endpoint):
         # function again (the Endpoint's tick releases the buffer of one that never
         # switched readers).
         if self.own_reads and not self.lost and now - self.last_rx >= 0.5:
-            self.release_input()
+            self.free_idle_input()
             self.reader_mode()
         return Endpoint.tick(self, now)
 

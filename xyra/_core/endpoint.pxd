@@ -4,6 +4,7 @@
 # iteration. It never touches an event loop: time comes from Outbox.now / clock().
 from xyra._core.frames cimport Parser
 from xyra._core.deflate cimport Deflater, Inflater
+from xyra._core.debug cimport XYRA_DEBUG
 
 cdef enum ConnState:
     OPEN = 1
@@ -135,8 +136,3 @@ cdef class Endpoint(Parser):
 cdef object message_payload(object message, object opcode, const char** p, Py_ssize_t* n,
                             int* op)
 cdef object coerce_message(object message)
-
-# 1 in the debug builds (XYRA_DEBUG defined by setup.py), else 0: `if XYRA_DEBUG:`
-# blocks are deleted by the C compiler in release builds.
-cdef extern from "debug.h":
-    const int XYRA_DEBUG

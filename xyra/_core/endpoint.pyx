@@ -47,6 +47,12 @@ def live_objects() -> dict:
     return {"Endpoint": _live_endpoints, "Extras": _live_extras}
 
 
+def reset_live_objects() -> None:
+    """Count from zero again (tests, after reporting a leak)."""
+    global _live_endpoints, _live_extras
+    _live_endpoints = _live_extras = 0
+
+
 def debug_build() -> bool:
     """True if the core was built with XYRA_DEBUG (invariant checks compiled in)."""
     return XYRA_DEBUG != 0
@@ -300,7 +306,7 @@ cdef class Endpoint(Parser):
         if self.lost:
             return 0
         if now - self.last_rx >= 0.5:
-            self.release_input()  # idle connections own no input buffers
+            self.free_idle_input()  # idle connections own no input buffers
         if self.state == CLOSING:
             if now >= self.more().close_deadline:
                 self.state = CLOSED

@@ -2,6 +2,8 @@
 from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t
 
+from xyra._core.debug cimport XYRA_DEBUG
+
 cdef extern from "mask.h":
     void xyra_mask(unsigned char* data, size_t length, const unsigned char* key, size_t phase) nogil
 
@@ -65,7 +67,8 @@ cdef class Parser:
     cdef int _dispatch(self, unsigned char* payload) except -1
     cdef int _close_frame(self, unsigned char* payload, Py_ssize_t length) except -1
     cdef void release_buffers(self) noexcept
-    cdef void release_input(self) noexcept
+    cdef void free_idle_input(self) noexcept
+    cdef int check_edges(self) except -1
     cdef Py_ssize_t buffered_input(self) noexcept
 
     # hooks (a test subclass records them; Connection acts on them)

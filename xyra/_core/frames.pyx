@@ -24,17 +24,19 @@ from libc.string cimport memcpy, memmove
 # One read buffer for every connection of the process: the loop reads one
 # connection at a time and a read batch is fully parsed (or the tail copied out)
 # before the next read, so nothing ever outlives a buffer_updated call in it.
-DEF SHARED_SIZE = 262144
+cdef enum:
+    SHARED_SIZE = 262144
+    # Room kept after a partial frame header, and the smallest owned buffer.
+    MIN_OWN = 2048
+    # The first step an owned buffer grows by for a big frame; then it doubles.
+    GROW_OWN = 65536
+    # Binary frames at least this big are read into a buffer that becomes the message.
+    DIRECT_MIN = 65536
+
 cdef unsigned char* _shared = <unsigned char*>PyMem_Malloc(SHARED_SIZE)
 if _shared == NULL:
     raise MemoryError()
 
-# Room kept after a partial frame header, and the smallest owned buffer.
-DEF MIN_OWN = 2048
-# The first step an owned buffer grows by for a big frame; then it doubles.
-DEF GROW_OWN = 65536
-# Binary frames at least this big are read into a buffer that becomes the message.
-DEF DIRECT_MIN = 65536
 
 
 # One memoryview of it, handed out again and again: the loop only takes a Py_buffer
@@ -222,22 +224,46 @@ cdef class Parser:
             used = self._parse(_shared, nbytes)
             if used < nbytes and not self.finished:
                 self._keep(_shared + used, nbytes - used)
+                if XYRA_DEBUG:
+                    self.check_edges()
             return 0
         self.end += nbytes
+        if XYRA_DEBUG:
+            self.check_edges()
         used = self._parse(self.buf + self.start, self.end - self.start)
         self.start += used
         if self.finished:
-            self.release_input()
+            self.free_idle_input()
         elif self.start == self.end and not self.in_payload:
             # Nothing pending: later reads go to the shared buffer again. The owned one
             # is kept for the next split frame while the connection is busy, and freed
-            # by release_input() once it is idle.
+            # by free_idle_input() once it is idle.
             self.start = self.end = 0
+        if XYRA_DEBUG:
+            self.check_edges()
         return 0
 
-    cdef void release_input(self) noexcept:
+    cdef int check_edges(self) except -1:
+        """Debug builds: the owned buffer's edges and the frame's progress are coherent."""
+        if not (0 <= self.start <= self.end <= self.cap):
+            raise AssertionError(f"parser buffer edges broken: 0 <= start {self.start} <= "
+                                 f"end {self.end} <= capacity {self.cap}")
+        if self.buf == NULL and self.cap != 0:
+            raise AssertionError(f"parser has capacity {self.cap} but no buffer")
+        if self.in_payload and not (0 <= self.done <= self.payload_len):
+            raise AssertionError(f"parser payload progress broken: done {self.done} of "
+                                 f"{self.payload_len}")
+        if self.msg_len > self.msg_cap or (self.msg_len and self.msg_len > self.max_payload):
+            raise AssertionError(f"parser message buffer broken: {self.msg_len} bytes in "
+                                 f"{self.msg_cap}, limit {self.max_payload}")
+        return 0
+
+    cdef void free_idle_input(self) noexcept:
         """Free the owned input buffers if they hold nothing pending."""
-        if self.buf != NULL and (self.finished or (self.start == self.end and not self.in_payload)):
+        if self.buf == NULL:
+            # A big frame read in place took the buffer with it (_take_buffer).
+            self.start = self.end = 0
+        elif self.finished or (self.start == self.end and not self.in_payload):
             self.bufobj = None
             self.buf = NULL
             self.cap = self.start = self.end = 0
@@ -516,7 +542,7 @@ cdef class FrameParser(Parser):
 
     def release_input(self):
         """Free the owned input buffers if nothing is pending (the server does it when idle)."""
-        Parser.release_input(self)
+        self.free_idle_input()
 
     cdef int on_message(self, int opcode, unsigned char* data, Py_ssize_t length,
                         bint compressed, object owner) except -1:

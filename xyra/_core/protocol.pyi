@@ -19,6 +19,9 @@ def tune_malloc() -> bool:
 def live_objects() -> dict[str, int]:
     """HTTP-phase protocols alive now; always zero in a release build."""
 
+def reset_live_objects() -> None:
+    """Count from zero again (tests, after reporting a leak)."""
+
 class ServerContext:
     """What the protocols of one listening server share, built from a ``ServerConfig``."""
 

@@ -17,7 +17,8 @@ import httptools
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from xyra._core.connection cimport RouteConfig, WebSocket
-from xyra._core.endpoint cimport OPEN, XYRA_DEBUG
+from xyra._core.debug cimport XYRA_DEBUG
+from xyra._core.endpoint cimport OPEN
 from xyra._core.frames cimport shared_ptr, shared_view
 from xyra._core.pubsub cimport Hub
 
@@ -46,6 +47,12 @@ cdef Py_ssize_t _live_http = 0
 def live_objects() -> dict:
     """HTTP-phase protocols alive now; always zero in a release build."""
     return {"ServerProtocol": _live_http}
+
+
+def reset_live_objects() -> None:
+    """Count from zero again (tests, after reporting a leak)."""
+    global _live_http
+    _live_http = 0
 
 
 cdef class ServerContext:

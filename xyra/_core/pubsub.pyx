@@ -21,7 +21,8 @@ elsewhere come back through ``publish_local``. Local delivery never waits on it.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 
-from xyra._core.endpoint cimport XYRA_DEBUG, message_payload
+from xyra._core.debug cimport XYRA_DEBUG
+from xyra._core.endpoint cimport message_payload
 from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
 
 
