@@ -73,9 +73,9 @@ def serve(port: int, level: int) -> None:
 
 def measure(argv: list[str], port: int) -> tuple[float, float, float]:
     """Rate, server CPU share and client CPU share of one run against ``argv``."""
-    from xyra._core.loadgen import build_frame
-    from xyra._core.sockload import ConnectDriver
     from xyra.bench import procs
+    from xyra.bench._drivers.loadgen import build_frame
+    from xyra.bench._drivers.sockload import ConnectDriver
     from xyra.bench.client import upgrade_request
 
     server = procs.spawn(argv, 0)

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("xyra._core.loadgen", reason="the load client is not compiled")
+pytest.importorskip("xyra.bench._drivers.loadgen", reason="the load client is not compiled")
 
 from test_bench_smoke import SETTINGS, check, xyra_missing
 
-from xyra._core import loadgen
-from xyra._core.loadgen import HANDSHAKE_ACCEPT, HANDSHAKE_KEY, build_frame
 from xyra.bench import procs
 from xyra.bench import workloads as wl
+from xyra.bench._drivers import loadgen
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT, HANDSHAKE_KEY, build_frame
 from xyra.bench.payloads import deflate_message, inflate_message, json_messages
 from xyra.bench.peers import PEERS
 from xyra.bench.runner import measure

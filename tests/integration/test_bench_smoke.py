@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("xyra._core.loadgen", reason="the load client is not compiled")
+pytest.importorskip("xyra.bench._drivers.loadgen", reason="the load client is not compiled")
 
 from xyra.bench import workloads as wl
 from xyra.bench.peers import PEERS

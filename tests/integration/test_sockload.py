@@ -11,13 +11,13 @@ import socket
 
 import pytest
 
-pytest.importorskip("xyra._core.sockload", reason="the load drivers are not compiled")
+pytest.importorskip("xyra.bench._drivers.sockload", reason="the load drivers are not compiled")
 
 from wsutil import TIMEOUT, served
 
 from xyra import App
-from xyra._core.loadgen import build_frame
-from xyra._core.sockload import ConnectDriver, EchoDriver, PubSubDriver
+from xyra.bench._drivers.loadgen import build_frame
+from xyra.bench._drivers.sockload import ConnectDriver, EchoDriver, PubSubDriver
 from xyra.bench.client import subscribe_barrier, upgrade_request
 
 KEY = b"\x01\x02\x03\x04"

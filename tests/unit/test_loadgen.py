@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-loadgen = pytest.importorskip("xyra._core.loadgen")
+loadgen = pytest.importorskip("xyra.bench._drivers.loadgen")
 
 KEY = b"\x9a\x0b\xc3\x71"
 

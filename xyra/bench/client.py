@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from xyra._core.loadgen import (
+from xyra.bench import payloads
+from xyra.bench import workloads as wl
+from xyra.bench._drivers.loadgen import (
     ECHO,
     HANDSHAKE_KEY,
     IDLE,
@@ -30,9 +32,7 @@ from xyra._core.loadgen import (
     Topic,
     build_frame,
 )
-from xyra._core.sockload import ConnectDriver, EchoDriver, PubSubDriver
-from xyra.bench import payloads
-from xyra.bench import workloads as wl
+from xyra.bench._drivers.sockload import ConnectDriver, EchoDriver, PubSubDriver
 from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
 
 HOST = "127.0.0.1"

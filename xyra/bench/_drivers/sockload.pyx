@@ -33,8 +33,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, strerror
 
-from xyra._core.loadgen cimport F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header
-from xyra._core.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, build_frame as _build_frame
+from xyra.bench._drivers.loadgen cimport F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, build_frame as _build_frame
 
 
 cdef extern from "<string.h>" nogil:

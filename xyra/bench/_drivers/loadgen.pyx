@@ -3,7 +3,7 @@
 
 ``Connection`` (an asyncio protocol on uvloop) serves the workloads that hold many
 connections (pub/sub, idle, memory); the echo and connect workloads run on
-``xyra._core.sockload``, which drives plain sockets itself, with this module's
+``xyra.bench._drivers.sockload``, which drives plain sockets itself, with this module's
 ``FrameCounter``. The load client must never be the bottleneck, so the
 per-message path does no Python work:
 
