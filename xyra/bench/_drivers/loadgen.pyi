@@ -15,7 +15,7 @@ def parse_header(
 ) -> tuple[int, int, int, bool, bytes | None] | None:
     """``(header_size, payload_length, opcode, fin, mask_key)`` or None if incomplete."""
 
-def build_frame(
+def client_frame(
     payload: bytes | bytearray | memoryview,
     opcode: int,
     mask_key: bytes | None = None,
@@ -52,7 +52,7 @@ class Stats:
     lost: int
     def snapshot(self) -> tuple[int, int]: ...
 
-class Topic:
+class TopicPacer:
     publisher: Connection | None
     published: int
     delivered: int
@@ -71,7 +71,7 @@ class Topic:
 class Connection(asyncio.BufferedProtocol):
     parser: FrameCounter
     stats: Stats
-    topic: Topic | None
+    topic: TopicPacer | None
     role: int
     sent: int
     received: int
@@ -93,7 +93,7 @@ class Connection(asyncio.BufferedProtocol):
         role: int = 0,
         frame: bytes | None = None,
         window: int = 1,
-        topic: Topic | None = None,
+        topic: TopicPacer | None = None,
         mask_key: bytes = b"\x12\x34\x56\x78",
         expect_length: int = -1,
         expect_opcode: int = -1,
@@ -106,7 +106,7 @@ class Connection(asyncio.BufferedProtocol):
     def stop(self) -> None: ...
     @property
     def in_flight(self) -> int: ...
-    def rebind(self, stats: Stats, topic: Topic | None = None) -> None: ...
+    def rebind(self, stats: Stats, topic: TopicPacer | None = None) -> None: ...
     def send_messages(self, k: int) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...

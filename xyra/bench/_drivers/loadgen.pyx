@@ -7,7 +7,7 @@ connections (pub/sub, idle, memory); the echo and connect workloads run on
 ``FrameCounter``. The load client must never be the bottleneck, so the
 per-message path does no Python work:
 
-* client frames are built and masked once, before the run (``build_frame``); a
+* client frames are built and masked once, before the run (``client_frame``); a
   connection that has to send ``k`` more messages writes one pre-joined ``bytes``
   object holding ``k`` frames, so a whole read batch costs one ``transport.write``
   (and uvloop coalesces the writes of one loop iteration into one syscall);
@@ -35,8 +35,8 @@ from libc.string cimport memcpy
 
 # Roles of a connection.
 ECHO = 0          # keep `window` messages in flight, one new message per reply
-SUBSCRIBER = 1    # only receives; reports deliveries to its Topic
-PUBLISHER = 2     # sends on its Topic's credit
+SUBSCRIBER = 1    # only receives; reports deliveries to its TopicPacer
+PUBLISHER = 2     # sends on its TopicPacer's credit
 IDLE = 3          # opens and stays quiet
 
 DEF _ECHO = 0
@@ -92,7 +92,7 @@ def parse_header(data):
     return size, h.length, h.opcode, bool(h.fin), key
 
 
-def build_frame(payload, int opcode, mask_key=None, bint fin=True):
+def client_frame(payload, int opcode, mask_key=None, bint fin=True):
     """One client frame: header, mask key and the payload masked with it.
 
     ``mask_key`` is 4 bytes, or None for an unmasked (server-style) frame, which the
@@ -313,7 +313,7 @@ cdef class Stats:
         return self.messages, self.bytes_in
 
 
-cdef class Topic:
+cdef class TopicPacer:
     """Paces one publisher by what its subscribers received.
 
     ``window`` messages may be in flight; a message stops being in flight once
@@ -403,7 +403,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         object _write
         readonly FrameCounter parser
         readonly Stats stats
-        readonly Topic topic
+        readonly TopicPacer topic
         bytes request
         bytearray hbuf
         list batches                 # batches[k]: k frames joined, 1 <= k <= window
@@ -420,7 +420,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         readonly str error
 
     def __init__(self, loop, Stats stats, *, path=b"/", host=b"127.0.0.1", int role=_ECHO,
-                 bytes frame=None, Py_ssize_t window=1, Topic topic=None,
+                 bytes frame=None, Py_ssize_t window=1, TopicPacer topic=None,
                  bytes mask_key=b"\x12\x34\x56\x78", long long expect_length=-1,
                  int expect_opcode=-1, list frames=None, bytes extensions=None):
         self.stats = stats
@@ -444,7 +444,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         # Thousands of these open at once: build the constant parts once per process.
         self.close_frame = _close_frames.get(mask_key)
         if self.close_frame is None:
-            self.close_frame = _close_frames[mask_key] = build_frame(b"\x03\xe8", 8, mask_key)
+            self.close_frame = _close_frames[mask_key] = client_frame(b"\x03\xe8", 8, mask_key)
         if path is not None:
             self.request = _requests.get((path, host, extensions))
             if self.request is None:
@@ -529,7 +529,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
     def in_flight(self):
         return self.sent - self.received
 
-    def rebind(self, Stats stats, Topic topic=None):
+    def rebind(self, Stats stats, TopicPacer topic=None):
         """Count into ``stats`` (and deliver to ``topic``) from now on."""
         self.stats = stats
         self.topic = topic
@@ -626,7 +626,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         cdef int flags = self.parser.flags
         self.parser.flags = 0
         if flags & F_PING and not self.closing:
-            self._write(build_frame(self.parser.ping_payload, 10, self.mask_key))
+            self._write(client_frame(self.parser.ping_payload, 10, self.mask_key))
         if flags & F_ERROR:
             self.error = "invalid frame from server"
             self.abort()

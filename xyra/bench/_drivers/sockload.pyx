@@ -18,7 +18,7 @@ server or more on these workloads, so a 2-core machine measured the client:
   in flight, one ``send`` per batch of replies).
 * plain pub/sub: ``PubSubDriver`` is that loop with the credit moved from each
   connection to its topic: subscribers' deliveries release the publisher's next
-  messages, as ``loadgen.Topic`` paces them, with no Python call per read.
+  messages, as ``loadgen.TopicPacer`` paces them, with no Python call per read.
 
 All run on the calling thread until their time is up (``run``) and keep their
 connections between calls, so the caller takes its measurement marks in between.
@@ -34,7 +34,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memmove, strerror
 
 from xyra.bench._drivers.loadgen cimport F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header
-from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, build_frame as _build_frame
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, client_frame as _build_frame
 
 
 cdef extern from "<string.h>" nogil:
@@ -617,7 +617,7 @@ cdef struct Group:
 
 cdef class PubSubDriver(EchoDriver):
     """Topics of ``subscribers`` connections each, and one publisher per topic that
-    keeps ``window`` pre-masked copies of ``frame`` in flight (``loadgen.Topic``'s
+    keeps ``window`` pre-masked copies of ``frame`` in flight (``loadgen.TopicPacer``'s
     pacing, in C): a message stops being in flight once deliveries worth one copy
     per subscriber have arrived. The subscribers are counted as the echo replies are
     (``FrameCounter``, payloads of big frames dropped in the kernel).
