@@ -53,6 +53,8 @@ class Stats:
     def snapshot(self) -> tuple[int, int]: ...
 
 class TopicPacer:
+    """Paces one publisher by what its subscribers received."""
+
     publisher: Connection | None
     published: int
     delivered: int

@@ -3,8 +3,8 @@
 
 ``Connection`` (an asyncio protocol on uvloop) serves the workloads that hold many
 connections (pub/sub, idle, memory); the echo and connect workloads run on
-``xyra.bench._drivers.sockload``, which drives plain sockets itself, with this module's
-``FrameCounter``. The load client must never be the bottleneck, so the
+``xyra.bench._drivers.sockload``, which drives plain sockets itself, with this
+module's ``FrameCounter``. The load client must never be the bottleneck, so the
 per-message path does no Python work:
 
 * client frames are built and masked once, before the run (``client_frame``); a
@@ -24,6 +24,13 @@ handshake (``extensions``) and send a rotation of different pre-built frames
 (RSV1 set on their first frame).
 
 The cold paths (the HTTP upgrade, pings, close frames) use plain Python objects.
+
+What it shares with the server, and what it does not: the masking is the core's
+(``xyra/_core/mask.h``, the same word-at-a-time XOR the server unmasks with). The
+frame headers are read by the client's own ``read_header`` (``loadgen.pxd``), on
+purpose: the load client checks the servers it measures, Xyra among them, so it
+does not trust Xyra's frame codec to tell it what a server sent. The unit tests
+check both it and ``client_frame`` against a plain-Python encoding of RFC 6455.
 """
 
 import asyncio
@@ -33,18 +40,24 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
+
+cdef extern from "mask.h":  # the core's (setup.py puts xyra/_core on the include path)
+    void xyra_mask(unsigned char* data, size_t length, const unsigned char* key,
+                   size_t phase) noexcept nogil
+
+
 # Roles of a connection.
-ECHO = 0          # keep `window` messages in flight, one new message per reply
-SUBSCRIBER = 1    # only receives; reports deliveries to its TopicPacer
-PUBLISHER = 2     # sends on its TopicPacer's credit
-IDLE = 3          # opens and stays quiet
+cdef enum:
+    _ECHO = 0          # keep `window` messages in flight, one new message per reply
+    _SUBSCRIBER = 1    # only receives; reports deliveries to its TopicPacer
+    _PUBLISHER = 2     # sends on its TopicPacer's credit
+    _IDLE = 3          # opens and stays quiet
+    READ_SIZE = 1048576
 
-DEF _ECHO = 0
-DEF _SUBSCRIBER = 1
-DEF _PUBLISHER = 2
-DEF _IDLE = 3
-
-DEF READ_SIZE = 1048576
+ECHO = _ECHO
+SUBSCRIBER = _SUBSCRIBER
+PUBLISHER = _PUBLISHER
+IDLE = _IDLE
 
 # The RFC 6455 sample key and its accept value: the handshake is checked, not trusted.
 HANDSHAKE_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -54,24 +67,6 @@ HANDSHAKE_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 # A bytearray is never resized here, so its data pointer is stable.
 cdef bytearray _read_buffer = bytearray(READ_SIZE)
 cdef uint8_t* _read_ptr = <uint8_t*><char*>_read_buffer
-
-
-cdef void _mask(uint8_t* data, Py_ssize_t n, const uint8_t* key) noexcept nogil:
-    """XOR ``data`` with the 4-byte key, a 64-bit word at a time."""
-    cdef uint8_t k8[8]
-    cdef uint64_t k64, w
-    cdef Py_ssize_t i = 0
-    for j in range(8):
-        k8[j] = key[j & 3]
-    memcpy(&k64, k8, 8)
-    while i + 8 <= n:
-        memcpy(&w, data + i, 8)
-        w ^= k64
-        memcpy(data + i, &w, 8)
-        i += 8
-    while i < n:
-        data[i] ^= key[i & 3]
-        i += 1
 
 
 def parse_header(data):
@@ -95,8 +90,10 @@ def parse_header(data):
 def client_frame(payload, int opcode, mask_key=None, bint fin=True):
     """One client frame: header, mask key and the payload masked with it.
 
+    The argument order is the client's own (payload first), and the name differs from
+    the core's ``frames.build_frame(opcode, payload)`` so the two are never confused.
     ``mask_key`` is 4 bytes, or None for an unmasked (server-style) frame, which the
-    unit tests use to build server replies.
+    tests use to build server replies.
     """
     cdef const uint8_t[::1] src = payload
     cdef Py_ssize_t n = src.shape[0]
@@ -133,7 +130,7 @@ def client_frame(payload, int opcode, mask_key=None, bint fin=True):
         memcpy(out + size, &src[0], n)
     if mask_key is not None:
         memcpy(out + i, &key[0], 4)
-        _mask(out + size, n, &key[0])
+        xyra_mask(out + size, n, &key[0], 0)
     return frame
 
 
@@ -149,7 +146,7 @@ def mask(data, key):
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     if n:
         memcpy(PyBytes_AS_STRING(out), &src[0], n)
-        _mask(<uint8_t*>PyBytes_AS_STRING(out), n, &k[0])
+        xyra_mask(<uint8_t*>PyBytes_AS_STRING(out), n, &k[0], 0)
     return out
 
 
@@ -287,7 +284,7 @@ cdef class FrameCounter:
     cdef void _control_done(self) noexcept:
         self.frames += 1
         if self.h.masked:
-            _mask(self.ctrl, self.ctrl_len, self.h.key)
+            xyra_mask(self.ctrl, self.ctrl_len, self.h.key, 0)
         if self.h.opcode == 9:
             self.flags |= F_PING
             self.ping_payload = PyBytes_FromStringAndSize(<char*>self.ctrl, self.ctrl_len)
@@ -315,6 +312,8 @@ cdef class Stats:
 
 cdef class TopicPacer:
     """Paces one publisher by what its subscribers received.
+
+    (The client's side of a topic; not the server's ``xyra._core.pubsub.Topic``.)
 
     ``window`` messages may be in flight; a message stops being in flight once
     deliveries worth one copy per subscriber have arrived (all subscribers live in
