@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xyra.bench.peers import Peer
+from xyra.bench.peers import BASELINE, Peer
 from xyra.bench.runner import Cell, Settings
 
 # A client process busy for this share of the window may be what limits the figure.
@@ -95,6 +95,7 @@ def document(
                 "label": p.title(versions.get(p.name)),
                 "version": versions.get(p.name),
                 "unavailable": p.unavailable(),
+                **({"checkout": str(p.checkout)} if p.checkout else {}),
             }
             for p in peers
         },
@@ -148,6 +149,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     compression = compression_figures(rows)
     if compression:
         out += ["permessage-deflate (each workload against its _off baseline):", *compression, ""]
+    against = baseline_figures(rows)
+    if against:
+        out += ["xyra against its --baseline (this checkout / the baseline):", *against, ""]
     out.extend(sorted(notes))
     return "\n".join(out).rstrip() + "\n"
 
@@ -194,6 +198,27 @@ def compression_figures(rows: list[dict[str, Any]]) -> list[str]:
                 text += f"; {wire:.0f} bytes on the wire per {size:.0f}-byte message"
                 text += f" ({size / wire:.2f}x smaller)"
             lines.append(text)
+    return lines
+
+
+def baseline_figures(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per workload that both ``xyra`` and the ``--baseline`` peer measured: this
+    checkout's median over the baseline's, by rate and per second of server CPU."""
+    by = {(r["workload"], r["peer"]): r for r in rows}
+    lines = []
+    for r in rows:
+        b = by.get((r["workload"], BASELINE))
+        if r["peer"] != "xyra" or b is None or not r["median"] or not b["median"]:
+            continue
+        better = "" if r["higher_is_better"] else ", lower is better"
+        text = (
+            f"  {r['workload']}: {human(r['median'])} vs {human(b['median'])} {r['unit']}"
+            f" = {r['median'] / b['median']:.2f}x{better}"
+        )
+        ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
+        if ours and theirs:
+            text += f" (per server CPU-s {ours / theirs:.2f}x)"
+        lines.append(text)
     return lines
 
 
@@ -257,6 +282,12 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append("")
         lines += ["permessage-deflate, against the `_off` baselines:", ""]
         lines += [f"* {line.strip()}" for line in compression]
+    against = baseline_figures(rows)
+    if against:
+        if lines[-1]:
+            lines.append("")
+        lines += ["xyra against its `--baseline` (this checkout / the baseline):", ""]
+        lines += [f"* {line.strip()}" for line in against]
     return "\n".join(lines).rstrip() + "\n"
 
 
