@@ -23,6 +23,8 @@ from xyra.bench.workloads import WORKLOADS
 # The folder `import xyra` came from: a checkout, or site-packages for an installed wheel.
 HERE = Path(xyra.__file__).resolve().parent.parent
 OLD_VERSION = "0.0.1+baseline-test"
+# `xyra bench` itself (pinning, /proc) runs on Linux only; the peer works anywhere.
+LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="xyra bench is Linux-only")
 
 
 def copy_checkout(dest: Path, *, built: bool = True) -> Path:
@@ -101,6 +103,7 @@ def test_label_names_the_commit_of_a_git_checkout(tmp_path: Path) -> None:
     assert checkout_ref(old / "xyra") == "xyra"
 
 
+@LINUX_ONLY
 def test_a_checkout_that_is_not_built_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -112,6 +115,7 @@ def test_a_checkout_that_is_not_built_is_refused(
     assert "build_ext --inplace" in capsys.readouterr().err
 
 
+@LINUX_ONLY
 def test_a_folder_without_the_adapter_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
