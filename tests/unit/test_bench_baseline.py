@@ -12,11 +12,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import xyra
-from xyra.bench import main
+from xyra.bench import main, report
 from xyra.bench.peers import BASELINE, PEERS, baseline_peer, checkout_ref
 from xyra.bench.workloads import WORKLOADS
 
@@ -123,3 +124,35 @@ def test_a_folder_without_the_adapter_is_refused(
         baseline_peer(tmp_path)
     assert main(["--quick", "--peers", "raw", "--baseline", str(tmp_path)]) == 2
     assert "not a checkout of Xyra" in capsys.readouterr().err
+
+
+def row(workload: str, peer: str, median: float | None, per_cpu: float | None) -> dict[str, Any]:
+    """A result row as ``report.summarize`` makes it (the fields the figures read)."""
+    w = WORKLOADS[workload]
+    return {
+        "workload": workload,
+        "peer": peer,
+        "label": peer,
+        "unit": w.unit,
+        "higher_is_better": w.higher_is_better,
+        "median": median,
+        "per_server_cpu_s": per_cpu,
+        "samples": [],
+    }
+
+
+def test_report_compares_xyra_with_its_baseline_per_workload() -> None:
+    rows = [
+        row("echo_small", "xyra", 1.3e6, 1.3e6),
+        row("echo_small", BASELINE, 1.0e6, 1.25e6),
+        row("echo_small", "socketify", 2.0e6, 2.0e6),
+        row("idle_10k", "xyra", 1400, None),
+        row("idle_10k", BASELINE, 1750, None),
+        row("pingpong", "xyra", 10e3, 20e3),  # no baseline figure: no line
+        row("pingpong", BASELINE, None, None),
+        row("connect", "xyra", 7e3, 7e3),  # baseline not run: no line
+    ]
+    assert report.baseline_figures(rows) == [
+        "  echo_small: 1.3 M vs 1 M msg/s = 1.30x (per server CPU-s 1.04x)",
+        "  idle_10k: 1.4 k vs 1.75 k bytes/conn (lower is better) = 0.80x",
+    ]

@@ -168,6 +168,15 @@ def _check_median(r: dict[str, Any], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _ratio(r: dict[str, Any], b: dict[str, Any]) -> str:
+    """Row ``r``'s median over row ``b``'s, and the same per second of server CPU."""
+    text = f"{r['median'] / b['median']:.2f}x"
+    ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
+    if ours and theirs:
+        text += f" (per server CPU-s {ours / theirs:.2f}x)"
+    return text
+
+
 def compression_figures(rows: list[dict[str, Any]]) -> list[str]:
     """One line per peer that ran a compression workload and its baseline: the rate
     ratio and wire size (pub/sub), or memory per connection with and without."""
@@ -189,11 +198,8 @@ def compression_figures(rows: list[dict[str, Any]]) -> list[str]:
                 continue
             text = (
                 f"  {name}, {r['label']}: {human(r['median'])} {r['unit']} compressed,"
-                f" {human(b['median'])} uncompressed: {r['median'] / b['median']:.2f}x"
+                f" {human(b['median'])} uncompressed: {_ratio(r, b)}"
             )
-            ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
-            if ours and theirs:
-                text += f" (per server CPU-s {ours / theirs:.2f}x)"
             if wire and size:
                 text += f"; {wire:.0f} bytes on the wire per {size:.0f}-byte message"
                 text += f" ({size / wire:.2f}x smaller)"
@@ -210,15 +216,11 @@ def baseline_figures(rows: list[dict[str, Any]]) -> list[str]:
         b = by.get((r["workload"], BASELINE))
         if r["peer"] != "xyra" or b is None or not r["median"] or not b["median"]:
             continue
-        better = "" if r["higher_is_better"] else ", lower is better"
-        text = (
+        better = "" if r["higher_is_better"] else " (lower is better)"
+        lines.append(
             f"  {r['workload']}: {human(r['median'])} vs {human(b['median'])} {r['unit']}"
-            f" = {r['median'] / b['median']:.2f}x{better}"
+            f"{better} = {_ratio(r, b)}"
         )
-        ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
-        if ours and theirs:
-            text += f" (per server CPU-s {ours / theirs:.2f}x)"
-        lines.append(text)
     return lines
 
 
@@ -276,18 +278,14 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if any(r["client_saturated"] for r in rows):
         lines.append("`!`: the load client's core was saturated; the figure is a lower bound.")
-    compression = compression_figures(rows)
-    if compression:
-        if lines[-1]:
-            lines.append("")
-        lines += ["permessage-deflate, against the `_off` baselines:", ""]
-        lines += [f"* {line.strip()}" for line in compression]
-    against = baseline_figures(rows)
-    if against:
-        if lines[-1]:
-            lines.append("")
-        lines += ["xyra against its `--baseline` (this checkout / the baseline):", ""]
-        lines += [f"* {line.strip()}" for line in against]
+    for title, items in (
+        ("permessage-deflate, against the `_off` baselines:", compression_figures(rows)),
+        ("xyra against its `--baseline` (this checkout / the baseline):", baseline_figures(rows)),
+    ):
+        if items:
+            if lines[-1]:
+                lines.append("")
+            lines += [title, "", *(f"* {line.strip()}" for line in items)]
     return "\n".join(lines).rstrip() + "\n"
 
 
