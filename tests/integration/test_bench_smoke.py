@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("xyra._core.loadgen", reason="the load client is not compiled")
+pytest.importorskip("xyra.bench._drivers.loadgen", reason="the load client is not compiled")
 
 from xyra.bench import workloads as wl
 from xyra.bench.peers import PEERS
@@ -149,3 +149,36 @@ def test_cli_writes_table_json_and_chart(
     assert doc["machine"]["cores"] >= 1
     if available():
         assert out_png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(180)
+def test_cli_baseline_measures_the_other_checkout_in_the_same_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--baseline`` pointed at this very checkout: one short workload, both peers."""
+    if why := xyra_missing():
+        pytest.skip(why)
+    import xyra
+    from xyra.bench import main
+
+    here = Path(xyra.__file__).resolve().parent.parent
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    argv = ["--quick", "--peers", "xyra", "--workloads", "pingpong", "--baseline", str(here)]
+    argv += ["--json", str(out_json), "--markdown", str(out_md)]
+    if len(CORES) < 2:
+        argv += ["--server-cpu", "-1", "--client-cpu", "-1"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(out_json.read_text())
+    rows = {r["peer"]: r for r in doc["results"]}
+    assert set(rows) == {"xyra", "xyra-base"}
+    for row in rows.values():
+        assert row["median"] > 0 and len(row["samples"]) == 1, row
+        check(wl.WORKLOADS["pingpong"], row["samples"][0])
+    assert rows["xyra-base"]["label"].startswith(
+        f"xyra {doc['peers']['xyra']['version']} (baseline "
+    )
+    assert doc["peers"]["xyra-base"]["checkout"] == str(here)
+    assert f"xyra-base  {doc['peers']['xyra']['version']} from {here}" in text
+    assert "xyra against its --baseline" in text and "pingpong:" in text
+    assert "against its `--baseline`" in out_md.read_text()

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-loadgen = pytest.importorskip("xyra._core.loadgen")
+loadgen = pytest.importorskip("xyra.bench._drivers.loadgen")
 
 KEY = b"\x9a\x0b\xc3\x71"
 
@@ -46,11 +46,11 @@ LENGTHS = [0, 1, 125, 126, 127, 65535, 65536, 70000]
 
 @pytest.mark.parametrize("n", LENGTHS)
 @pytest.mark.parametrize("key", [None, KEY])
-def test_build_frame_matches_reference(n: int, key: bytes | None) -> None:
+def test_client_frame_matches_reference(n: int, key: bytes | None) -> None:
     payload = random.Random(n).randbytes(n)
     for opcode in (1, 2):
-        assert loadgen.build_frame(payload, opcode, key) == ref_frame(payload, opcode, key)
-    assert loadgen.build_frame(payload, 2, key, fin=False) == ref_frame(payload, 2, key, fin=False)
+        assert loadgen.client_frame(payload, opcode, key) == ref_frame(payload, opcode, key)
+    assert loadgen.client_frame(payload, 2, key, fin=False) == ref_frame(payload, 2, key, fin=False)
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -75,7 +75,7 @@ def test_parse_header_flags_and_invalid_length() -> None:
 def test_prebuilt_frames_are_masked(n: int) -> None:
     payload = bytes(range(256)) * (n // 256 + 1)
     payload = payload[:n]
-    frame = loadgen.build_frame(payload, 1, KEY)
+    frame = loadgen.client_frame(payload, 1, KEY)
     size, length, opcode, fin, key = loadgen.parse_header(frame)
     assert (length, opcode, fin, key) == (n, 1, True, KEY)
     assert frame[size:] == ref_mask(payload, KEY)
@@ -84,11 +84,11 @@ def test_prebuilt_frames_are_masked(n: int) -> None:
     assert loadgen.mask(payload, KEY) == ref_mask(payload, KEY)
 
 
-def test_build_frame_rejects_bad_arguments() -> None:
+def test_client_frame_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        loadgen.build_frame(b"x", 16)
+        loadgen.client_frame(b"x", 16)
     with pytest.raises(ValueError):
-        loadgen.build_frame(b"x", 1, b"abc")
+        loadgen.client_frame(b"x", 1, b"abc")
 
 
 def stream_of(lengths: list[int], key: bytes | None = None) -> bytes:
@@ -202,7 +202,7 @@ def test_connection_handshake_and_pipelined_echo(chunk: int) -> None:
     loop = asyncio.new_event_loop()
     try:
         stats = loadgen.Stats()
-        frame = loadgen.build_frame(b"x" * 32, 1, KEY)
+        frame = loadgen.client_frame(b"x" * 32, 1, KEY)
         conn = loadgen.Connection(
             loop,
             stats,
@@ -258,8 +258,8 @@ def test_publisher_paced_by_subscriber_deliveries() -> None:
     loop = asyncio.new_event_loop()
     try:
         stats = loadgen.Stats()
-        topic = loadgen.Topic(3, 2)
-        frame = loadgen.build_frame(b"m", 1, KEY)
+        topic = loadgen.TopicPacer(3, 2)
+        frame = loadgen.client_frame(b"m", 1, KEY)
         pub = loadgen.Connection(
             loop, stats, path=None, role=loadgen.PUBLISHER, frame=frame, window=2
         )

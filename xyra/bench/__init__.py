@@ -1,7 +1,7 @@
 """``xyra bench``: the throughput benchmark Xyra users run.
 
 It measures Xyra next to other Python WebSocket servers (and a raw uvloop echo as
-the limit) with a compiled load client (``xyra._core.loadgen``), the server and
+the limit) with a compiled load client (``xyra.bench._drivers.loadgen``), the server and
 the client pinned to separate cores. See ``docs/benchmarks.md``.
 """
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xyra.bench import chart, procs, report
-from xyra.bench.peers import PEERS, parse_peers, setup_peers
+from xyra.bench.peers import PEERS, baseline_peer, parse_peers, setup_peers
 from xyra.bench.runner import Settings, run_matrix
 from xyra.bench.workloads import WORKLOADS, parse_workloads
 
@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
         help="create the xyra 0.2.7 venv (~/.cache/xyra-bench) first",
     )
     p.add_argument("--seed", type=int, help="seed for the peer order shuffle")
+    p.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="also run the xyra adapter of another Xyra checkout built in place "
+        "(e.g. a git worktree of an older commit), as the peer xyra-base",
+    )
     return p
 
 
@@ -78,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         s = settings(args)
         workloads = [w.scaled(s.quick) for w in parse_workloads(args.workloads)]
         peers = parse_peers(args.peers)
+        if args.baseline:
+            base = baseline_peer(args.baseline)
+            problem = base.unavailable()
+            if problem:
+                raise ValueError(f"--baseline {args.baseline}: {problem}")
+            peers.append(base)
     except ValueError as exc:
         print(f"xyra bench: {exc}", file=sys.stderr)
         return 2
@@ -117,7 +129,10 @@ def run(args: argparse.Namespace, s: Settings, workloads: list[Any], peers: list
     )
     for p in peers:
         note = p.unavailable()
-        print(f"  {p.name:<10} {versions.get(p.name, '') if not note else 'skipped: ' + note}")
+        where = f" from {p.checkout}" if p.checkout else ""
+        print(
+            f"  {p.name:<10} {versions.get(p.name, '') + where if not note else 'skipped: ' + note}"
+        )
     start = time.monotonic()
     cells = run_matrix(workloads, peers, s, lambda line: print(line, flush=True))
     rows = [report.summarize(c, versions) for c in cells]

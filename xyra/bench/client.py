@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from xyra._core.loadgen import (
+from xyra.bench import payloads
+from xyra.bench import workloads as wl
+from xyra.bench._drivers.loadgen import (
     ECHO,
     HANDSHAKE_KEY,
     IDLE,
@@ -27,12 +29,10 @@ from xyra._core.loadgen import (
     SUBSCRIBER,
     Connection,
     Stats,
-    Topic,
-    build_frame,
+    TopicPacer,
+    client_frame,
 )
-from xyra._core.sockload import ConnectDriver, EchoDriver, PubSubDriver
-from xyra.bench import payloads
-from xyra.bench import workloads as wl
+from xyra.bench._drivers.sockload import ConnectDriver, EchoDriver, PubSubDriver
 from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
 
 HOST = "127.0.0.1"
@@ -169,7 +169,7 @@ async def close_all(conns: list[Connection], timeout: float) -> None:
 def payload_frame(w: wl.Workload) -> bytes:
     """The one pre-masked frame a workload's connections send, over and over."""
     payload = (b"\xa5" if w.binary else b"x") * w.size
-    return build_frame(payload, 2 if w.binary else 1, MASK_KEY)
+    return client_frame(payload, 2 if w.binary else 1, MASK_KEY)
 
 
 def json_frames(messages: list[bytes], compress: bool) -> list[bytes]:
@@ -178,10 +178,10 @@ def json_frames(messages: list[bytes], compress: bool) -> list[bytes]:
     frames = []
     for m in messages:
         if compress:
-            frame = build_frame(payloads.deflate_message(m), 1, MASK_KEY)
+            frame = client_frame(payloads.deflate_message(m), 1, MASK_KEY)
             frames.append(bytes([frame[0] | 0x40]) + frame[1:])
         else:
-            frames.append(build_frame(m, 1, MASK_KEY))
+            frames.append(client_frame(m, 1, MASK_KEY))
     return frames
 
 
@@ -244,7 +244,7 @@ async def check_inflate(port: int, route: str, message: bytes, timeout: float) -
         for line in head.lower().split(b"\r\n"):
             if line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line:
                 result["negotiated"] = True
-        frame = build_frame(message, 1, MASK_KEY)
+        frame = client_frame(message, 1, MASK_KEY)
         deadline = time.monotonic() + timeout
         got: tuple[int, bytes] | None = None
         while got is None and time.monotonic() < deadline:
@@ -347,7 +347,7 @@ def all_received(members: list[Connection]) -> bool:
 
 
 async def all_subscribed(
-    topics: list[Topic],
+    topics: list[TopicPacer],
     publishers: list[Connection],
     subs: list[list[Connection]],
     stats: Stats,
@@ -442,7 +442,7 @@ async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     opcode = 2 if w.binary else 1
     probe_stats = Stats()
-    topics = [Topic(w.subscribers, w.window) for _ in range(w.topics)]
+    topics = [TopicPacer(w.subscribers, w.window) for _ in range(w.topics)]
     paths = topic_paths(w)
     messages: list[bytes] = []
     frame: bytes | None = None
@@ -495,9 +495,9 @@ async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     try:
         if not await all_subscribed(topics, pubs, subs, probe_stats, spec.timeout):
             raise TimeoutError("subscribers did not all receive a probe message")
-        # Count from zero: a fresh Stats and fresh Topics, same connections.
+        # Count from zero: a fresh Stats and fresh TopicPacers, same connections.
         stats = Stats()
-        topics = [Topic(w.subscribers, w.window) for _ in range(w.topics)]
+        topics = [TopicPacer(w.subscribers, w.window) for _ in range(w.topics)]
         for i, (pub, group) in enumerate(zip(pubs, subs, strict=True)):
             topics[i].set_publisher(pub)
             for s in group:
@@ -570,7 +570,7 @@ async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         spec.port,
         w.connections,
         upgrade_request(b"/"),
-        build_frame(b"\x03\xe8", 8, MASK_KEY),
+        client_frame(b"\x03\xe8", 8, MASK_KEY),
         host=HOST,
         timeout=CYCLE_TIMEOUT,
     )

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xyra.bench.peers import Peer
+from xyra.bench.peers import BASELINE, Peer
 from xyra.bench.runner import Cell, Settings
 
 # A client process busy for this share of the window may be what limits the figure.
@@ -95,6 +95,7 @@ def document(
                 "label": p.title(versions.get(p.name)),
                 "version": versions.get(p.name),
                 "unavailable": p.unavailable(),
+                **({"checkout": str(p.checkout)} if p.checkout else {}),
             }
             for p in peers
         },
@@ -148,6 +149,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     compression = compression_figures(rows)
     if compression:
         out += ["permessage-deflate (each workload against its _off baseline):", *compression, ""]
+    against = baseline_figures(rows)
+    if against:
+        out += ["xyra against its --baseline (this checkout / the baseline):", *against, ""]
     out.extend(sorted(notes))
     return "\n".join(out).rstrip() + "\n"
 
@@ -162,6 +166,15 @@ COMPRESSION_PAIRS = (
 def _check_median(r: dict[str, Any], key: str) -> float | None:
     values = [s["checks"][key] for s in r["samples"] if s.get("checks", {}).get(key) is not None]
     return statistics.median(values) if values else None
+
+
+def _ratio(r: dict[str, Any], b: dict[str, Any]) -> str:
+    """Row ``r``'s median over row ``b``'s, and the same per second of server CPU."""
+    text = f"{r['median'] / b['median']:.2f}x"
+    ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
+    if ours and theirs:
+        text += f" (per server CPU-s {ours / theirs:.2f}x)"
+    return text
 
 
 def compression_figures(rows: list[dict[str, Any]]) -> list[str]:
@@ -185,15 +198,29 @@ def compression_figures(rows: list[dict[str, Any]]) -> list[str]:
                 continue
             text = (
                 f"  {name}, {r['label']}: {human(r['median'])} {r['unit']} compressed,"
-                f" {human(b['median'])} uncompressed: {r['median'] / b['median']:.2f}x"
+                f" {human(b['median'])} uncompressed: {_ratio(r, b)}"
             )
-            ours, theirs = r["per_server_cpu_s"], b["per_server_cpu_s"]
-            if ours and theirs:
-                text += f" (per server CPU-s {ours / theirs:.2f}x)"
             if wire and size:
                 text += f"; {wire:.0f} bytes on the wire per {size:.0f}-byte message"
                 text += f" ({size / wire:.2f}x smaller)"
             lines.append(text)
+    return lines
+
+
+def baseline_figures(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per workload that both ``xyra`` and the ``--baseline`` peer measured: this
+    checkout's median over the baseline's, by rate and per second of server CPU."""
+    by = {(r["workload"], r["peer"]): r for r in rows}
+    lines = []
+    for r in rows:
+        b = by.get((r["workload"], BASELINE))
+        if r["peer"] != "xyra" or b is None or not r["median"] or not b["median"]:
+            continue
+        better = "" if r["higher_is_better"] else " (lower is better)"
+        lines.append(
+            f"  {r['workload']}: {human(r['median'])} vs {human(b['median'])} {r['unit']}"
+            f"{better} = {_ratio(r, b)}"
+        )
     return lines
 
 
@@ -251,12 +278,14 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     if any(r["client_saturated"] for r in rows):
         lines.append("`!`: the load client's core was saturated; the figure is a lower bound.")
-    compression = compression_figures(rows)
-    if compression:
-        if lines[-1]:
-            lines.append("")
-        lines += ["permessage-deflate, against the `_off` baselines:", ""]
-        lines += [f"* {line.strip()}" for line in compression]
+    for title, items in (
+        ("permessage-deflate, against the `_off` baselines:", compression_figures(rows)),
+        ("xyra against its `--baseline` (this checkout / the baseline):", baseline_figures(rows)),
+    ):
+        if items:
+            if lines[-1]:
+                lines.append("")
+            lines += [title, "", *(f"* {line.strip()}" for line in items)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -3,11 +3,11 @@
 
 ``Connection`` (an asyncio protocol on uvloop) serves the workloads that hold many
 connections (pub/sub, idle, memory); the echo and connect workloads run on
-``xyra._core.sockload``, which drives plain sockets itself, with this module's
-``FrameCounter``. The load client must never be the bottleneck, so the
+``xyra.bench._drivers.sockload``, which drives plain sockets itself, with this
+module's ``FrameCounter``. The load client must never be the bottleneck, so the
 per-message path does no Python work:
 
-* client frames are built and masked once, before the run (``build_frame``); a
+* client frames are built and masked once, before the run (``client_frame``); a
   connection that has to send ``k`` more messages writes one pre-joined ``bytes``
   object holding ``k`` frames, so a whole read batch costs one ``transport.write``
   (and uvloop coalesces the writes of one loop iteration into one syscall);
@@ -24,6 +24,13 @@ handshake (``extensions``) and send a rotation of different pre-built frames
 (RSV1 set on their first frame).
 
 The cold paths (the HTTP upgrade, pings, close frames) use plain Python objects.
+
+What it shares with the server, and what it does not: the masking is the core's
+(``xyra/_core/mask.h``, the same word-at-a-time XOR the server unmasks with). The
+frame headers are read by the client's own ``read_header`` (``loadgen.pxd``), on
+purpose: the load client checks the servers it measures, Xyra among them, so it
+does not trust Xyra's frame codec to tell it what a server sent. The unit tests
+check both it and ``client_frame`` against a plain-Python encoding of RFC 6455.
 """
 
 import asyncio
@@ -33,18 +40,24 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
+
+cdef extern from "mask.h":  # the core's (setup.py puts xyra/_core on the include path)
+    void xyra_mask(unsigned char* data, size_t length, const unsigned char* key,
+                   size_t phase) noexcept nogil
+
+
 # Roles of a connection.
-ECHO = 0          # keep `window` messages in flight, one new message per reply
-SUBSCRIBER = 1    # only receives; reports deliveries to its Topic
-PUBLISHER = 2     # sends on its Topic's credit
-IDLE = 3          # opens and stays quiet
+cdef enum:
+    _ECHO = 0          # keep `window` messages in flight, one new message per reply
+    _SUBSCRIBER = 1    # only receives; reports deliveries to its TopicPacer
+    _PUBLISHER = 2     # sends on its TopicPacer's credit
+    _IDLE = 3          # opens and stays quiet
+    READ_SIZE = 1048576
 
-DEF _ECHO = 0
-DEF _SUBSCRIBER = 1
-DEF _PUBLISHER = 2
-DEF _IDLE = 3
-
-DEF READ_SIZE = 1048576
+ECHO = _ECHO
+SUBSCRIBER = _SUBSCRIBER
+PUBLISHER = _PUBLISHER
+IDLE = _IDLE
 
 # The RFC 6455 sample key and its accept value: the handshake is checked, not trusted.
 HANDSHAKE_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -54,24 +67,6 @@ HANDSHAKE_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 # A bytearray is never resized here, so its data pointer is stable.
 cdef bytearray _read_buffer = bytearray(READ_SIZE)
 cdef uint8_t* _read_ptr = <uint8_t*><char*>_read_buffer
-
-
-cdef void _mask(uint8_t* data, Py_ssize_t n, const uint8_t* key) noexcept nogil:
-    """XOR ``data`` with the 4-byte key, a 64-bit word at a time."""
-    cdef uint8_t k8[8]
-    cdef uint64_t k64, w
-    cdef Py_ssize_t i = 0
-    for j in range(8):
-        k8[j] = key[j & 3]
-    memcpy(&k64, k8, 8)
-    while i + 8 <= n:
-        memcpy(&w, data + i, 8)
-        w ^= k64
-        memcpy(data + i, &w, 8)
-        i += 8
-    while i < n:
-        data[i] ^= key[i & 3]
-        i += 1
 
 
 def parse_header(data):
@@ -92,11 +87,13 @@ def parse_header(data):
     return size, h.length, h.opcode, bool(h.fin), key
 
 
-def build_frame(payload, int opcode, mask_key=None, bint fin=True):
+def client_frame(payload, int opcode, mask_key=None, bint fin=True):
     """One client frame: header, mask key and the payload masked with it.
 
+    The argument order is the client's own (payload first), and the name differs from
+    the core's ``frames.build_frame(opcode, payload)`` so the two are never confused.
     ``mask_key`` is 4 bytes, or None for an unmasked (server-style) frame, which the
-    unit tests use to build server replies.
+    tests use to build server replies.
     """
     cdef const uint8_t[::1] src = payload
     cdef Py_ssize_t n = src.shape[0]
@@ -133,7 +130,7 @@ def build_frame(payload, int opcode, mask_key=None, bint fin=True):
         memcpy(out + size, &src[0], n)
     if mask_key is not None:
         memcpy(out + i, &key[0], 4)
-        _mask(out + size, n, &key[0])
+        xyra_mask(out + size, n, &key[0], 0)
     return frame
 
 
@@ -149,7 +146,7 @@ def mask(data, key):
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
     if n:
         memcpy(PyBytes_AS_STRING(out), &src[0], n)
-        _mask(<uint8_t*>PyBytes_AS_STRING(out), n, &k[0])
+        xyra_mask(<uint8_t*>PyBytes_AS_STRING(out), n, &k[0], 0)
     return out
 
 
@@ -287,7 +284,7 @@ cdef class FrameCounter:
     cdef void _control_done(self) noexcept:
         self.frames += 1
         if self.h.masked:
-            _mask(self.ctrl, self.ctrl_len, self.h.key)
+            xyra_mask(self.ctrl, self.ctrl_len, self.h.key, 0)
         if self.h.opcode == 9:
             self.flags |= F_PING
             self.ping_payload = PyBytes_FromStringAndSize(<char*>self.ctrl, self.ctrl_len)
@@ -313,8 +310,10 @@ cdef class Stats:
         return self.messages, self.bytes_in
 
 
-cdef class Topic:
+cdef class TopicPacer:
     """Paces one publisher by what its subscribers received.
+
+    (The client's side of a topic; not the server's ``xyra._core.pubsub.Topic``.)
 
     ``window`` messages may be in flight; a message stops being in flight once
     deliveries worth one copy per subscriber have arrived (all subscribers live in
@@ -403,7 +402,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         object _write
         readonly FrameCounter parser
         readonly Stats stats
-        readonly Topic topic
+        readonly TopicPacer topic
         bytes request
         bytearray hbuf
         list batches                 # batches[k]: k frames joined, 1 <= k <= window
@@ -420,7 +419,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         readonly str error
 
     def __init__(self, loop, Stats stats, *, path=b"/", host=b"127.0.0.1", int role=_ECHO,
-                 bytes frame=None, Py_ssize_t window=1, Topic topic=None,
+                 bytes frame=None, Py_ssize_t window=1, TopicPacer topic=None,
                  bytes mask_key=b"\x12\x34\x56\x78", long long expect_length=-1,
                  int expect_opcode=-1, list frames=None, bytes extensions=None):
         self.stats = stats
@@ -444,7 +443,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         # Thousands of these open at once: build the constant parts once per process.
         self.close_frame = _close_frames.get(mask_key)
         if self.close_frame is None:
-            self.close_frame = _close_frames[mask_key] = build_frame(b"\x03\xe8", 8, mask_key)
+            self.close_frame = _close_frames[mask_key] = client_frame(b"\x03\xe8", 8, mask_key)
         if path is not None:
             self.request = _requests.get((path, host, extensions))
             if self.request is None:
@@ -529,7 +528,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
     def in_flight(self):
         return self.sent - self.received
 
-    def rebind(self, Stats stats, Topic topic=None):
+    def rebind(self, Stats stats, TopicPacer topic=None):
         """Count into ``stats`` (and deliver to ``topic``) from now on."""
         self.stats = stats
         self.topic = topic
@@ -626,7 +625,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         cdef int flags = self.parser.flags
         self.parser.flags = 0
         if flags & F_PING and not self.closing:
-            self._write(build_frame(self.parser.ping_payload, 10, self.mask_key))
+            self._write(client_frame(self.parser.ping_payload, 10, self.mask_key))
         if flags & F_ERROR:
             self.error = "invalid frame from server"
             self.abort()

@@ -15,7 +15,7 @@ def parse_header(
 ) -> tuple[int, int, int, bool, bytes | None] | None:
     """``(header_size, payload_length, opcode, fin, mask_key)`` or None if incomplete."""
 
-def build_frame(
+def client_frame(
     payload: bytes | bytearray | memoryview,
     opcode: int,
     mask_key: bytes | None = None,
@@ -38,7 +38,8 @@ class FrameCounter:
     flags: int
     close_code: int
     ping_payload: bytes | None
-    def __init__(self, expect_length: int = -1, expect_opcode: int = -1) -> None: ...
+    # The arguments go to Cython's __cinit__, which runs in __new__.
+    def __new__(cls, expect_length: int = -1, expect_opcode: int = -1) -> FrameCounter: ...
     def feed(self, data: bytes | bytearray | memoryview) -> int:
         """Feed bytes; returns how many messages they completed."""
     def take_flags(self) -> tuple[bool, bool, bool]:
@@ -52,7 +53,9 @@ class Stats:
     lost: int
     def snapshot(self) -> tuple[int, int]: ...
 
-class Topic:
+class TopicPacer:
+    """Paces one publisher by what its subscribers received."""
+
     publisher: Connection | None
     published: int
     delivered: int
@@ -60,7 +63,7 @@ class Topic:
     forgiven: int
     subscribers: int
     window: int
-    def __init__(self, subscribers: int, window: int) -> None: ...
+    def __new__(cls, subscribers: int, window: int) -> TopicPacer: ...
     def set_publisher(self, publisher: Connection) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -71,7 +74,7 @@ class Topic:
 class Connection(asyncio.BufferedProtocol):
     parser: FrameCounter
     stats: Stats
-    topic: Topic | None
+    topic: TopicPacer | None
     role: int
     sent: int
     received: int
@@ -93,7 +96,7 @@ class Connection(asyncio.BufferedProtocol):
         role: int = 0,
         frame: bytes | None = None,
         window: int = 1,
-        topic: Topic | None = None,
+        topic: TopicPacer | None = None,
         mask_key: bytes = b"\x12\x34\x56\x78",
         expect_length: int = -1,
         expect_opcode: int = -1,
@@ -106,7 +109,7 @@ class Connection(asyncio.BufferedProtocol):
     def stop(self) -> None: ...
     @property
     def in_flight(self) -> int: ...
-    def rebind(self, stats: Stats, topic: Topic | None = None) -> None: ...
+    def rebind(self, stats: Stats, topic: TopicPacer | None = None) -> None: ...
     def send_messages(self, k: int) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...

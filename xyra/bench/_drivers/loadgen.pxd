@@ -1,6 +1,7 @@
 # cython: language_level=3
 """What other compiled modules use of the load client: the frame counter
-(``xyra._core.sockload`` drives it from its own sockets)."""
+(``xyra.bench._drivers.sockload`` drives it from its own sockets) and the header
+reader (the client's own on purpose: see ``loadgen.pyx``'s docstring)."""
 
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy

@@ -18,7 +18,7 @@ server or more on these workloads, so a 2-core machine measured the client:
   in flight, one ``send`` per batch of replies).
 * plain pub/sub: ``PubSubDriver`` is that loop with the credit moved from each
   connection to its topic: subscribers' deliveries release the publisher's next
-  messages, as ``loadgen.Topic`` paces them, with no Python call per read.
+  messages, as ``loadgen.TopicPacer`` paces them, with no Python call per read.
 
 All run on the calling thread until their time is up (``run``) and keep their
 connections between calls, so the caller takes its measurement marks in between.
@@ -31,10 +31,12 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, errno
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memmove, strerror
+from libc.string cimport memmove, strerror
 
-from xyra._core.loadgen cimport F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header
-from xyra._core.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, build_frame as _build_frame
+from xyra.bench._drivers.loadgen cimport (
+    F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header,
+)
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, client_frame
 
 
 cdef extern from "<string.h>" nogil:
@@ -95,16 +97,18 @@ cdef extern from "<sys/epoll.h>" nogil:
     int EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLLIN, EPOLLOUT
 
 
-DEF MAX_EVENTS = 256
-DEF POLL_MS = 10             # epoll_wait timeout: how often deadlines are looked at
-DEF SLOT_BUF = 2048          # a 101 response head and the close frame behind it
-DEF READ_BUF = 65536         # EchoDriver: headers and small frames are read into this
+cdef enum:
+    MAX_EVENTS = 256
+    POLL_MS = 10             # epoll_wait timeout: how often deadlines are looked at
+    SLOT_BUF = 2048          # a 101 response head and the close frame behind it
+    READ_BUF = 65536         # EchoDriver: headers and small frames are read into this
 
 # ConnectDriver slot stages (the step each slot waits for).
-DEF _FREE = 0
-DEF _CONNECTING = 1          # connect() in progress, request not sent yet
-DEF _UPGRADING = 2           # request sent, reading the 101 head
-DEF _CLOSING = 3             # close frame sent, reading the server's close frame
+cdef enum:
+    _FREE = 0
+    _CONNECTING = 1          # connect() in progress, request not sent yet
+    _UPGRADING = 2           # request sent, reading the 101 head
+    _CLOSING = 3             # close frame sent, reading the server's close frame
 
 _STAGE_NAMES = ("socket", "connect", "upgrade", "close handshake")
 
@@ -423,7 +427,7 @@ cdef class EchoDriver:
             raise ValueError("connections and window must be >= 1 and frame not empty")
         self._prepare(frame, window)
         try:
-            for i in range(connections):
+            for _ in range(connections):
                 self._open(port, request, host, timeout, expect_length, expect_opcode)
         except BaseException:
             self.close()
@@ -595,7 +599,7 @@ cdef class EchoDriver:
             # Rare (the echo peers do not ping during a run). Only between frames: a
             # ping that arrives while a frame is half sent goes unanswered (a server
             # waits for a pong far longer than a run lasts).
-            pong = _build_frame(p.counter.ping_payload, 10, b"\x00\x00\x00\x00")
+            pong = client_frame(p.counter.ping_payload, 10, b"\x00\x00\x00\x00")
             send(p.fd, PyBytes_AS_STRING(pong), PyBytes_GET_SIZE(pong), MSG_NOSIGNAL)
 
     cdef void _drop(self, _Peer p, str why) except *:
@@ -617,7 +621,7 @@ cdef struct Group:
 
 cdef class PubSubDriver(EchoDriver):
     """Topics of ``subscribers`` connections each, and one publisher per topic that
-    keeps ``window`` pre-masked copies of ``frame`` in flight (``loadgen.Topic``'s
+    keeps ``window`` pre-masked copies of ``frame`` in flight (``loadgen.TopicPacer``'s
     pacing, in C): a message stops being in flight once deliveries worth one copy
     per subscriber have arrived. The subscribers are counted as the echo replies are
     (``FrameCounter``, payloads of big frames dropped in the kernel).
