@@ -1,4 +1,4 @@
-"""The browser examples and the browser client (xyra.js) in a real headless Chromium.
+"""The browser examples, and the origin policy, in a real headless Chromium.
 
 * chat: two pages join; a message typed in one appears in the other, once, and is not
   echoed back to the sender;
@@ -9,24 +9,23 @@
 * origin: a page from another origin is refused by a WebSocket route's default origin
   policy and let in by a route that lists it in ``allowed_origins``.
 
+The browser client's own behaviour (queue, back-off, when it stops) is in test_client_js.py.
+
 The examples run as they are (``python examples/X/app.py PORT``) in a subprocess. A
 screenshot of each example is saved to artifacts/screenshots/. Chromium is Debian's
 (``apt-get install chromium``), driven through Playwright's Python package; nothing is
-downloaded. Without them the tests skip, unless XYRA_REQUIRE_BROWSER is set.
+downloaded. Without them the tests skip, unless XYRA_REQUIRE_BROWSER is set (the fixtures
+are in conftest.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from xyra import App, Server, WebSocket
+from xyra import App, WebSocket
 
 pytestmark = pytest.mark.browser
 
@@ -44,66 +43,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 START_TIMEOUT = 20.0
-UI_TIMEOUT = 20_000  # ms, for anything the page should show
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright Python package is not installed (pip install playwright)"
-    if shutil.which("chromium") is None:
-        return "Debian's chromium is not installed (apt-get install -y chromium)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium (a fresh persistent-context folder) for the module's tests."""
-    missing = _missing()
-    if missing is not None:
-        if os.environ.get("XYRA_REQUIRE_BROWSER"):
-            pytest.fail(f"XYRA_REQUIRE_BROWSER is set but {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="xyra-chromium-") as profile:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=shutil.which("chromium"),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1000, "height": 720},
-        )
-        context.set_default_timeout(UI_TIMEOUT)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-@pytest.fixture
-def pages(browser: Any) -> Iterator[Any]:
-    """``page = pages()``: a new tab, closed after the test."""
-    opened: list[Any] = []
-
-    def new_page() -> Any:
-        page = browser.new_page()
-        opened.append(page)
-        return page
-
-    yield new_page
-    for page in opened:
-        with contextlib.suppress(Exception):
-            page.close()
 
 
 def expect(target: Any) -> Any:
@@ -369,27 +308,8 @@ window.probe = (url) => new Promise((resolve) => {
 """
 
 
-class ThreadedServer:
-    """An App served on its own uvloop thread (the test itself drives a sync browser)."""
-
-    def __init__(self, app: App) -> None:
-        import uvloop
-
-        self.loop = uvloop.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: Server = asyncio.run_coroutine_threadsafe(
-            app.start(0, "127.0.0.1"), self.loop).result(START_TIMEOUT)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(timeout=2.0), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 def test_cross_origin_page_refused_by_default_allowed_when_listed(
-    pages: Any, caplog: pytest.LogCaptureFixture
+    pages: Any, serve: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -415,109 +335,18 @@ def test_cross_origin_page_refused_by_default_allowed_when_listed(
     app.websocket("/ws-listed", {"message": echo}, allowed_origins=[other_origin])
     app.get("/", lambda: PROBE_PAGE)  # the same probe, same-origin
     caplog.set_level("INFO", logger="xyra")
-    served = ThreadedServer(app)
+    server = serve(app)
     try:
-        ws_base = f"ws://127.0.0.1:{served.server.port}"
+        ws_base = f"ws://127.0.0.1:{server.port}"
         cross = pages()
         cross.goto(other_origin + "/")
         assert cross.evaluate(f"probe({ws_base + '/ws'!r})") == "closed:1006"
         assert cross.evaluate(f"probe({ws_base + '/ws-listed'!r})") == "open:ping"
         same = pages()
-        same.goto(f"http://127.0.0.1:{served.server.port}/")
+        same.goto(f"http://127.0.0.1:{server.port}/")
         assert same.evaluate(f"probe({ws_base + '/ws'!r})") == "open:ping"
     finally:
-        served.stop()
         other.shutdown()
         other.server_close()
     refused = [r.getMessage() for r in caplog.records if "403" in r.getMessage()]
     assert refused and other_origin in refused[0], caplog.text
-
-
-# -- xyra.js behaviour ------------------------------------------------------------------------
-
-CLIENT_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>xyra.js</title></head><body>
-<script src="/xyra.js"></script></body></html>
-"""
-
-
-def test_client_js_queue_order_json_backoff_and_close(pages: Any) -> None:
-    received: list[str] = []
-
-    def on_message(ws: WebSocket, message: str | bytes, opcode: int) -> None:
-        received.append(message if isinstance(message, str) else message.decode())
-        if message == "talk":
-            ws.send('{"a": 1}')
-            ws.send("not json")
-            ws.send(b"\x01\x02")
-
-    app = App()
-    app.enable_client_js()
-    app.get("/", lambda: CLIENT_PAGE)
-    app.websocket("/rec", {"message": on_message})
-    served = ThreadedServer(app)
-    try:
-        page = pages()
-        page.goto(f"http://127.0.0.1:{served.server.port}/")
-        # Queued while not connected; what an open listener sends goes first; then the
-        # queue in order.
-        page.evaluate("""() => {
-            window.events = [];
-            const s = window.s = new XyraSocket("/rec", {autoConnect: false});
-            s.on("open", (ev) => { s.send("from-open"); window.events.push("open"); });
-            s.on("message", (ev) => window.events.push(typeof ev.data === "string"
-                ? "message:" + ev.data : "binary:" + ev.data.byteLength));
-            s.on("json", (ev) => window.events.push("json:" + JSON.stringify(ev.data)));
-            window.queuedNow = [s.send("1"), s.send("2"), s.sendJSON({n: 3}), s.queued];
-            s.connect();
-        }""")
-        assert page.evaluate("window.queuedNow") == [False, False, False, 3]
-        page.wait_for_function("window.s.connected && window.s.queued === 0")
-        page.evaluate("window.s.send('talk')")
-        page.wait_for_function("window.events.length >= 5")
-        deadline = time.monotonic() + 10
-        while len(received) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert received == ["from-open", "1", "2", '{"n":3}', "talk"]
-        assert page.evaluate("window.events") == [
-            "open", 'message:{"a": 1}', 'json:{"a":1}', "message:not json", "binary:2"]
-        assert page.evaluate("window.s.url") == f"ws://127.0.0.1:{served.server.port}/rec"
-
-        # Back-off without jitter: min, x2, capped at max; close() stops it.
-        dead = free_port()
-        page.evaluate(f"""() => {{
-            window.delays = [];
-            const d = window.d = new XyraSocket("ws://127.0.0.1:{dead}/x",
-                {{minDelay: 40, maxDelay: 200, factor: 2, jitter: 0}});
-            d.on("reconnecting", (ev) => window.delays.push([ev.attempt, ev.delay]));
-        }}""")
-        page.wait_for_function("window.delays.length >= 5")
-        page.evaluate("window.d.close()")
-        delays = page.evaluate("window.delays")
-        assert delays[:5] == [[1, 40], [2, 80], [3, 160], [4, 200], [5, 200]]
-        count = len(delays)
-        page.wait_for_timeout(600)
-        assert len(page.evaluate("window.delays")) == count  # no attempt after close()
-        assert page.evaluate("window.d.readyState") == 3
-
-        # Jitter keeps every delay within [d * (1 - jitter), d].
-        page.evaluate(f"""() => {{
-            window.jittered = [];
-            const j = window.j = new XyraSocket("ws://127.0.0.1:{dead}/x",
-                {{minDelay: 100, maxDelay: 100, jitter: 0.5}});
-            j.on("reconnecting", (ev) => window.jittered.push(ev.delay));
-        }}""")
-        page.wait_for_function("window.jittered.length >= 4")
-        page.evaluate("window.j.close()")
-        assert all(50 <= d <= 100 for d in page.evaluate("window.jittered"))
-
-        # close() on a live socket: a clean 1000 close, no reconnection.
-        page.evaluate("""() => {
-            window.closes = [];
-            window.s.on("close", (ev) => window.closes.push([ev.code, ev.willReconnect]));
-            window.s.close();
-        }""")
-        page.wait_for_function("window.closes.length === 1")
-        assert page.evaluate("window.closes") == [[1000, False]]
-    finally:
-        served.stop()
