@@ -71,11 +71,15 @@ class Server:
             return False
 
     async def start(self, host: str, port: int, **kwargs: Any) -> None:
+        """Bind, run the startup hooks, then accept connections.
+
+        The address is bound first, so a port in use fails before any hook ran; if a
+        startup hook fails, the listener is closed again and the error propagates.
+        """
         if os.environ.get("XYRA_TUNE_MALLOC", "1") != "0":
             tune_malloc()
         if kwargs.get("ssl") is not None:
             self.context.scheme = "https"
-        await run_hooks(self.config.startup)
         context = self.context
         # uvloop reads into any protocol with get_buffer and lets the WebSocket take the
         # transport over after the upgrade; plain asyncio loops need data_received on a
@@ -83,16 +87,24 @@ class Server:
         context.switch_protocol = is_uvloop(self.loop)
         factory = ServerProtocol if context.switch_protocol else PlainServerProtocol
         try:
-            self._server = await self.loop.create_server(
+            listener = await self.loop.create_server(
                 cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
                 host,
                 port,
                 reuse_address=True,
+                start_serving=False,
                 **kwargs,
             )
         except OSError as exc:
             raise ListenError(host, port, exc) from exc
-        sockname = self._server.sockets[0].getsockname()
+        try:
+            await run_hooks(self.config.startup)
+            await listener.start_serving()
+        except BaseException:
+            listener.close()
+            raise
+        self._server = listener
+        sockname = listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._tick()
         log.info("xyra: listening on %s:%d", self.host, self.port)
