@@ -67,7 +67,7 @@ def prepare() -> None:
         env["XYRA_FUZZ_TREE"] = str(tree)
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     sys.path.insert(0, str(tree))
-    sys.path.insert(1, str(tree / "tests" / "unit"))
+    sys.path.insert(1, str(tree / "tests"))  # the test kit: kit.refcodec
     # libFuzzer runs argv[0] through the shell for -minimize_crash (and -fork/-jobs): make it
     # a command that starts this harness with this interpreter.
     sys.argv[0] = shlex.join([sys.executable, str(Path(sys.argv[0]).resolve())])

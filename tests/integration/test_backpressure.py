@@ -9,7 +9,6 @@ kernel buffers fill after some KiB and the rest stays in the server's queue.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import resource
@@ -17,11 +16,11 @@ import struct
 from typing import Any
 
 import pytest
-from wsutil import NamedApp, errors_logged
+from kit import TIMEOUT, NamedApp, errors_logged, recv, upgrade_request
+from kit.refcodec import OP_BINARY, encode_frame, wire_length
 
 from xyra import App, SendStatus, WebSocket
 
-TIMEOUT = 10.0
 KiB = 1024
 MiB = 1024 * KiB
 DEFAULT_MAX_BACKPRESSURE = 64 * KiB * 16          # what docs/api.md documents
@@ -29,13 +28,7 @@ SMALL_SNDBUF = 16 * KiB                           # the kernel doubles it
 SMALL_RCVBUF = 4 * KiB
 
 
-def frame_size(payload_len: int) -> int:
-    """Bytes on the wire for an unmasked server frame with this payload."""
-    if payload_len < 126:
-        return 2 + payload_len
-    if payload_len < 65536:
-        return 4 + payload_len
-    return 10 + payload_len
+frame_size = wire_length  # of a server frame (unmasked) with a payload of this length
 
 
 def numbered(i: int, size: int) -> bytes:
@@ -215,7 +208,7 @@ async def test_close_on_backpressure_limit_terminates_the_slow_connection(
         else:
             t.app.publish("feed", numbered(i, size))
         # lockstep with the healthy client, so only the slow one falls behind
-        assert await asyncio.wait_for(healthy.recv(), TIMEOUT) == numbered(i, size)
+        assert await recv(healthy) == numbered(i, size)
     else:
         pytest.fail("the slow connection was never terminated")
 
@@ -230,7 +223,7 @@ async def test_close_on_backpressure_limit_terminates_the_slow_connection(
 
     # the healthy connection is untouched
     t.app.publish("feed", "still here")
-    assert await asyncio.wait_for(healthy.recv(), TIMEOUT) == "still here"
+    assert await recv(healthy) == "still here"
     assert not t.ws["ok"].closed
     assert errors_logged(caplog) == []
 
@@ -355,11 +348,8 @@ async def test_async_handler_awaiting_drain_paces_itself(serve: Any, raw_connect
 class StreamClient(asyncio.Protocol):
     """A light subscriber: handshake, then compare the byte stream with the expected one."""
 
-    def __init__(self, port: int, name: str, expected: bytes, progress: Progress) -> None:
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.request = (f"GET /ws?id={name}&topics=feed HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                        f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    def __init__(self, name: str, expected: bytes, progress: Progress) -> None:
+        self.request = upgrade_request(f"/ws?id={name}&topics=feed")
         self.expected = expected
         self.progress = progress
         self.head = bytearray()
@@ -468,7 +458,7 @@ async def test_slow_subscriber_among_1000(serve: Any, raw_connect: Any) -> None:
 
     payloads = [numbered(i, size) for i in range(messages)]
     frame = frame_size(size)
-    expected = b"".join(b"\x82\x7e" + struct.pack("!H", size) + p for p in payloads)
+    expected = b"".join(encode_frame(OP_BINARY, p) for p in payloads)
     assert len(expected) == messages * frame
 
     progress = Progress(fast_count)
@@ -477,7 +467,7 @@ async def test_slow_subscriber_among_1000(serve: Any, raw_connect: Any) -> None:
 
     async def open_one(n: int) -> None:
         async with gate:
-            client = StreamClient(server.port, f"f{n}", expected, progress)
+            client = StreamClient(f"f{n}", expected, progress)
             clients.append(client)
             await loop.create_connection(lambda: client, "127.0.0.1", server.port)
             await asyncio.wait_for(client.handshaken, TIMEOUT)

@@ -8,20 +8,11 @@ import logging
 import aiohttp
 import pytest
 import websockets
+from kit import TIMEOUT, RawClient, closed_code, recv, served, ws_url
+from kit.refcodec import OP_CLOSE
 from websockets.exceptions import ConnectionClosed as ClientClosed
-from wsutil import TIMEOUT, RawClient, frame, served, url
 
 from xyra import App, CloseCode, ConnectionClosed, OpCode, SendStatus, WebSocket
-
-
-async def recv(client: websockets.ClientConnection) -> str | bytes:
-    return await asyncio.wait_for(client.recv(), TIMEOUT)
-
-
-async def closed_code(client: websockets.ClientConnection) -> tuple[int, str]:
-    await asyncio.wait_for(client.wait_closed(), TIMEOUT)
-    rcvd = client.protocol.close_rcvd
-    return (rcvd.code, rcvd.reason) if rcvd else (1006, "")
 
 
 def echo_app(**options: object) -> App:
@@ -39,7 +30,7 @@ async def test_simple_handler_sends_on_open_and_discards_later_messages() -> Non
         opened.append(websocket)
         websocket.send("Connected!")
 
-    async with served(app) as server, websockets.connect(url(server, "/ws")) as client:
+    async with served(app) as server, websockets.connect(ws_url(server, "/ws")) as client:
         assert await recv(client) == "Connected!"
         await client.send("ignored")
         await client.ping()  # the connection stays open and healthy after the handler
@@ -63,7 +54,7 @@ async def test_async_simple_handler_consumes_with_async_for_and_receive() -> Non
         done.set()
 
     async with served(app) as server:
-        async with websockets.connect(url(server, "/ws")) as client:
+        async with websockets.connect(ws_url(server, "/ws")) as client:
             await client.send("a")
             assert await recv(client) == "first:a"
             for m in ["b", b"c", "d"]:
@@ -96,7 +87,7 @@ async def test_event_dict_types_opcodes_and_one_object_per_connection() -> None:
 
     app.websocket("/chat", {"open": on_open, "message": on_message, "close": on_close})
     async with served(app) as server:
-        async with websockets.connect(url(server, "/chat")) as client:
+        async with websockets.connect(ws_url(server, "/chat")) as client:
             assert await recv(client) == "Welcome!"
             await client.send("héllo")
             assert await recv(client) == "héllo"
@@ -128,7 +119,7 @@ async def test_send_with_explicit_opcode_and_bytes_like() -> None:
             ws.send("x", OpCode.CLOSE)
 
     app.websocket("/", {"open": on_open})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         assert await recv(client) == b"as binary"
         assert await recv(client) == "as text"
         assert await recv(client) == b"ba"
@@ -144,14 +135,13 @@ async def test_close_handler_gets_the_peers_code(client_close, expected) -> None
     got: asyncio.Future = asyncio.get_running_loop().create_future()
     app.websocket("/", {"close": lambda ws, code, msg: got.set_result((code, msg, ws.closed))})
     async with served(app) as server:
-        raw = await RawClient.connect(server)
-        await raw.handshake()
+        raw = await RawClient.open(server)
         payload = b"" if client_close is None else (
             client_close[0].to_bytes(2, "big") + client_close[1].encode())
-        raw.send(frame(8, payload))
+        await raw.send_frame(OP_CLOSE, payload)
         # the server answers with a close frame echoing the code, then closes TCP
-        assert await raw.read_close() == (expected[0], "")
-        assert await raw.closed_by_server()
+        assert await raw.recv_close() == (expected[0], "")
+        await raw.wait_closed()
         assert await asyncio.wait_for(got, TIMEOUT) == (*expected, True)
 
 
@@ -160,8 +150,7 @@ async def test_abnormal_close_reports_1006() -> None:
     got: asyncio.Future = asyncio.get_running_loop().create_future()
     app.websocket("/", {"close": lambda ws, code, msg: got.set_result((code, msg))})
     async with served(app) as server:
-        raw = await RawClient.connect(server)
-        await raw.handshake()
+        raw = await RawClient.open(server)
         raw.close()
         assert await asyncio.wait_for(got, TIMEOUT) == (1006, "")
 
@@ -179,7 +168,7 @@ async def test_server_close_runs_the_handshake_and_sends_are_dropped_after() -> 
     app.websocket("/", {"message": on_message,
                         "close": lambda ws, c, m: got.set_result((c, m, ws.send("x")))})
     async with served(app) as server:
-        async with websockets.connect(url(server)) as client:
+        async with websockets.connect(ws_url(server)) as client:
             await client.send("close me")
             assert await closed_code(client) == (1001, "Going away")
         assert await asyncio.wait_for(got, TIMEOUT) == (1001, "Going away", SendStatus.DROPPED)
@@ -192,18 +181,17 @@ async def test_close_without_answer_times_out() -> None:
     app.websocket("/", {"open": lambda ws: ws.close(1000, "bye"),
                         "close": lambda ws, c, m: got.set_result(c)}, close_timeout=0.3)
     async with served(app) as server:
-        raw = await RawClient.connect(server)
-        await raw.handshake()
-        assert await raw.read_close() == (1000, "bye")
+        raw = await RawClient.open(server)
+        assert await raw.recv_close() == (1000, "bye")
         # we never answer: the server gives up after close_timeout
         assert await asyncio.wait_for(got, TIMEOUT) == 1006
-        assert await raw.closed_by_server()
+        await raw.wait_closed()
 
 
 async def test_terminate_drops_tcp() -> None:
     app = App()
     app.websocket("/", {"message": lambda ws, m, op: ws.terminate()})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("x")
         code, _ = await closed_code(client)
         assert code == 1006
@@ -220,8 +208,8 @@ async def test_handler_error_closes_1011_and_others_continue(caplog) -> None:
     app.websocket("/", {"message": on_message})
     caplog.set_level(logging.ERROR, logger="xyra")
     async with served(app) as server:
-        async with websockets.connect(url(server)) as good, \
-                websockets.connect(url(server)) as bad:
+        async with websockets.connect(ws_url(server)) as good, \
+                websockets.connect(ws_url(server)) as bad:
             await bad.send("boom")
             code, reason = await closed_code(bad)
             assert (code, reason) == (1011, "")
@@ -238,7 +226,7 @@ async def test_async_message_handlers_run_in_arrival_order() -> None:
         ws.send(message)
 
     app.websocket("/", {"message": on_message})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         for i in range(20):
             await client.send(str(i))
         assert [await recv(client) for _ in range(20)] == [str(i) for i in range(20)]
@@ -252,7 +240,7 @@ async def test_async_open_runs_before_messages() -> None:
         ws.send("opened")
 
     app.websocket("/", {"open": on_open, "message": lambda ws, m, op: ws.send(m)})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("m")
         assert [await recv(client), await recv(client)] == ["opened", "m"]
 
@@ -268,7 +256,7 @@ async def test_ws_properties() -> None:
 
     app.websocket("/p", {"open": on_open}, subprotocols=["v2", "v1"])
     async with served(app) as server:
-        async with websockets.connect(url(server, "/p?room=1"),
+        async with websockets.connect(ws_url(server, "/p?room=1"),
                                       subprotocols=["v1", "v2"]) as client:
             assert await recv(client) == "ok"
             assert client.subprotocol == "v1"  # the first one the client offers
@@ -279,7 +267,7 @@ async def test_ws_properties() -> None:
 
 async def test_max_payload_length_closes_1009() -> None:
     app = echo_app(max_payload_length=1000)
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("x" * 1000)
         assert await recv(client) == "x" * 1000
         await client.send("x" * 1001)
@@ -289,7 +277,7 @@ async def test_max_payload_length_closes_1009() -> None:
 async def test_large_messages_roundtrip() -> None:
     app = echo_app(max_payload_length=16 << 20)
     async with served(app) as server, \
-            websockets.connect(url(server), max_size=None) as client:
+            websockets.connect(ws_url(server), max_size=None) as client:
         for size in (125, 126, 65535, 65536, 1 << 20, 5 << 20):
             data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
             await client.send(data)
@@ -298,7 +286,7 @@ async def test_large_messages_roundtrip() -> None:
 
 async def test_idle_timeout_closes_1001() -> None:
     app = echo_app(idle_timeout=0.3, ping_interval=0)
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         assert await closed_code(client) == (1001, "idle timeout")
 
 
@@ -309,7 +297,7 @@ async def test_automatic_pings_keep_a_healthy_connection_alive() -> None:
                         "pong": lambda ws, payload: pongs.append(payload)},
                   idle_timeout=0.4, ping_interval=0.1)
     async with served(app) as server, \
-            websockets.connect(url(server), ping_interval=None) as client:
+            websockets.connect(ws_url(server), ping_interval=None) as client:
         await asyncio.sleep(1.2)  # three idle timeouts: only pongs keep it open
         await client.send("alive")
         assert await recv(client) == "alive"
@@ -320,7 +308,7 @@ async def test_ping_and_pong_handlers_and_auto_pong() -> None:
     app = App()
     pings: list[bytes] = []
     app.websocket("/", {"ping": lambda ws, p: pings.append(p)})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         waiter = await client.ping(b"hello")
         await asyncio.wait_for(waiter, TIMEOUT)
     assert pings == [b"hello"]
@@ -336,7 +324,7 @@ async def test_graceful_stop_closes_with_1001_and_runs_hooks() -> None:
         calls.append("shutdown")
 
     server = await app.start(0)
-    async with websockets.connect(url(server)) as client:
+    async with websockets.connect(ws_url(server)) as client:
         await server.stop()
         assert await closed_code(client) == (1001, "server shutting down")
     assert calls == ["startup", "shutdown"]
@@ -345,7 +333,7 @@ async def test_graceful_stop_closes_with_1001_and_runs_hooks() -> None:
 async def test_aiohttp_client_interop() -> None:
     app = echo_app()
     async with served(app) as server, aiohttp.ClientSession() as session:
-        async with session.ws_connect(url(server)) as ws:
+        async with session.ws_connect(ws_url(server)) as ws:
             await ws.send_str("hi")
             assert (await ws.receive(timeout=TIMEOUT)).data == "hi"
             await ws.send_bytes(b"\x01")
@@ -356,7 +344,7 @@ async def test_send_from_another_thread() -> None:
     app = App()
     opened: asyncio.Future = asyncio.get_running_loop().create_future()
     app.websocket("/", {"open": opened.set_result})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         ws = await asyncio.wait_for(opened, TIMEOUT)
         await asyncio.to_thread(ws.send, "from a thread")
         assert await recv(client) == "from a thread"
@@ -380,7 +368,7 @@ def test_registration_errors() -> None:
 async def test_close_codes_enum_matches_the_wire() -> None:
     app = App()
     app.websocket("/", {"open": lambda ws: ws.close(CloseCode.POLICY_VIOLATION, "policy")})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         with pytest.raises(ClientClosed):
             await recv(client)
         assert await closed_code(client) == (1008, "policy")

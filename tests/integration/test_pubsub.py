@@ -17,12 +17,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from wsutil import NamedApp, errors_logged, url
+from kit import TIMEOUT, NamedApp, errors_logged, recv, recv_n, ws_url
 
 from xyra import App, OpCode, SendStatus, Server, WebSocket
-
-TIMEOUT = 10.0
-
 
 # -- a small command-driven app -----------------------------------------------------------------
 
@@ -82,17 +79,6 @@ class Harness(NamedApp):
 
 def path(name: str, *topics: str) -> str:
     return f"/ws?id={name}&topics={','.join(topics)}" if topics else f"/ws?id={name}"
-
-
-async def recv(client: Any, timeout: float = TIMEOUT) -> str | bytes:
-    return await asyncio.wait_for(client.recv(), timeout)
-
-
-async def recv_n(client: Any, n: int, timeout: float = TIMEOUT) -> list[str | bytes]:
-    async def take() -> list[str | bytes]:
-        return [await client.recv() for _ in range(n)]
-
-    return await asyncio.wait_for(take(), timeout)
 
 
 # -- topics ------------------------------------------------------------------------------------
@@ -553,7 +539,7 @@ async def test_binary_and_text_opcodes_preserved(serve: Any, connect: Any) -> No
     wsc = await connect(server, path("w", "t"))
     pub = await connect(server, path("pub"))
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url(server, path("aio", "t"))) as aio:
+        async with session.ws_connect(ws_url(server, path("aio", "t"))) as aio:
             await h.opened("aio")
             cases: list[tuple[Any, Any, aiohttp.WSMsgType, str | bytes]] = [
                 ("text", None, aiohttp.WSMsgType.TEXT, "text"),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from kit.refcodec import build_frame, encode_frame
 
-from xyra._core.frames import FrameParser, build_frame
+from xyra._core.frames import FrameParser
 
 MASK = b"\x09\x08\x07\x06"
 
@@ -72,7 +73,7 @@ def test_ineligible_frames_take_the_copying_path(opcode: int, kind: str) -> None
 def test_invalid_frame_after_a_big_one_still_fails() -> None:
     parser = FrameParser(max_payload_length=4 << 20)
     payload = b"z" * 80_000
-    data = build_frame(2, payload, mask=MASK) + b"\x83\x80" + MASK  # reserved opcode 3
+    data = build_frame(2, payload, mask=MASK) + encode_frame(3, b"", mask=MASK)  # reserved
     events = feed_in_chunks(parser, data, [30_000])
     assert events[0] == ("binary", payload)
     assert events[1][:2] == ("error", 1002)
