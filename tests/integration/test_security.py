@@ -10,7 +10,17 @@ import ssl
 import pytest
 import trustme
 import websockets
-from wsutil import TIMEOUT, RawClient, frame, request, served, url
+from kit import (
+    TIMEOUT,
+    RawClient,
+    client_frame,
+    recv,
+    served,
+    upgrade_request,
+    wait_for_condition,
+    ws_url,
+)
+from kit.refcodec import OP_BINARY, OP_TEXT
 
 from xyra import App, WebSocket
 
@@ -20,9 +30,9 @@ def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
 
 
 async def neighbour_ok(server) -> None:
-    async with websockets.connect(url(server)) as client:
+    async with websockets.connect(ws_url(server)) as client:
         await client.send("fine")
-        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "fine"
+        assert await recv(client) == "fine"
 
 
 def rss_kib() -> int:
@@ -38,14 +48,11 @@ def rss_kib() -> int:
 
 async def _handshake_status(server, origin: str | None, host: str | None = None) -> int:
     raw = await RawClient.connect(server)
-    extra = f"Origin: {origin}\r\n" if origin else ""
-    data = request(extra=extra)
-    if host is not None:
-        data = data.replace(b"Host: 127.0.0.1", f"Host: {host}".encode())
-    raw.send(data)
-    head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    headers = f"Origin: {origin}\r\n" if origin else ""
+    await raw.send(upgrade_request(headers=headers, host=host or "127.0.0.1"))
+    response = await raw.recv_response(head_only=True)
     raw.close()
-    return int(head.split(b" ", 2)[1])
+    return response.status
 
 
 async def test_default_origin_policy() -> None:
@@ -69,9 +76,8 @@ async def test_allowed_origins_list_and_star(caplog) -> None:
         assert await _handshake_status(server, "https://app.example:443") == 101
         assert await _handshake_status(server, "https://other.example") == 403
         raw = await RawClient.connect(server)
-        raw.send(request("/any", extra="Origin: https://whatever.example\r\n"))
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head.startswith(b"HTTP/1.1 101")
+        await raw.send(upgrade_request("/any", headers="Origin: https://whatever.example\r\n"))
+        assert (await raw.recv_head()).startswith(b"HTTP/1.1 101")
     assert any("allowed_origins" in r.getMessage() for r in caplog.records)
 
 
@@ -81,7 +87,7 @@ async def test_allowed_origins_list_and_star(caplog) -> None:
 async def test_message_rate_limit_closes_1008() -> None:
     app = App()
     app.websocket("/", {"message": echo}, max_messages_per_second=20)
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         for i in range(20):  # one second of burst is allowed
             await client.send(str(i))
         for i in range(20):
@@ -96,7 +102,7 @@ async def test_message_rate_limit_closes_1008() -> None:
 async def test_byte_rate_limit_drops_when_asked() -> None:
     app = App()
     app.websocket("/", {"message": echo}, max_bytes_per_second=1000, rate_limit_action="drop")
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("a" * 900)
         await client.send("b" * 900)  # over the bucket: dropped, the connection stays
         await client.send("c" * 50)
@@ -111,10 +117,10 @@ async def test_connection_limits_answer_503() -> None:
     app = App(max_connections=3)
     app.websocket("/", {"message": echo})
     async with served(app) as server:
-        clients = [await websockets.connect(url(server)) for _ in range(3)]
+        clients = [await websockets.connect(ws_url(server)) for _ in range(3)]
         raw = await RawClient.connect(server)
-        status, body = await raw.http_response()
-        assert status == 503 and b"max_connections" in body
+        response = await raw.recv_response()
+        assert response.status == 503 and b"max_connections" in response.body
         for c in clients:
             await c.close()
 
@@ -123,28 +129,23 @@ async def test_per_ip_limit_answers_503() -> None:
     app = App(max_connections_per_ip=2)
     app.websocket("/", {"message": echo})
     async with served(app) as server:
-        a = await websockets.connect(url(server))
-        b = await websockets.connect(url(server))
+        a = await websockets.connect(ws_url(server))
+        b = await websockets.connect(ws_url(server))
         raw = await RawClient.connect(server)
-        status, _ = await raw.http_response()
-        assert status == 503
+        assert (await raw.recv_response()).status == 503
         await a.close()
         await asyncio.wait_for(a.wait_closed(), TIMEOUT)
-        for _ in range(50):  # the slot frees once the server saw the close
-            if not await _refused(server):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("per-IP slot was never freed")
+        # the slot frees once the server saw the close
+        await wait_for_condition(lambda: _accepted(server), message="per-IP slot never freed")
         await b.close()
 
 
-async def _refused(server) -> bool:
+async def _accepted(server) -> bool:
     raw = await RawClient.connect(server)
-    raw.send(request())
-    head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    await raw.send(upgrade_request())
+    head = await raw.recv_head()
     raw.close()
-    return not head.startswith(b"HTTP/1.1 101")
+    return head.startswith(b"HTTP/1.1 101")
 
 
 # -- TLS ----------------------------------------------------------------------------------------
@@ -163,15 +164,15 @@ async def test_tls_wss() -> None:
     try:
         async with websockets.connect(f"wss://127.0.0.1:{server.port}/", ssl=client_ctx) as c:
             await c.send("secret")
-            assert await asyncio.wait_for(c.recv(), TIMEOUT) == "secret"
+            assert await recv(c) == "secret"
             big = os.urandom(300_000)
             await c.send(big)
-            assert await asyncio.wait_for(c.recv(), TIMEOUT) == big
+            assert await recv(c) == big
             # Through the TLS layer too, the reader switches between the shared buffer
             # and the in-place one: small and big messages keep coming back intact.
             for message in ("after", os.urandom(70_000), b"x", os.urandom(1 << 20)[:900_000]):
                 await c.send(message)
-                assert await asyncio.wait_for(c.recv(), TIMEOUT) == message
+                assert await recv(c) == message
     finally:
         await server.stop(timeout=1)
 
@@ -205,14 +206,13 @@ async def test_a_thousand_half_open_connections() -> None:
         half: list[RawClient] = []
         for i in range(1000):
             raw = await RawClient.connect(server)
-            raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
+            await raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
             half.append(raw)
         await neighbour_ok(server)
         assert rss_kib() - before < 64 * 1024  # bounded: well under 64 KiB per connection
         # the handshake timeout reaps every one of them
-        results = await asyncio.wait_for(
-            asyncio.gather(*(r.closed_by_server() for r in half)), 3 * TIMEOUT)
-        assert all(results)
+        await asyncio.wait_for(
+            asyncio.gather(*(r.wait_closed(3 * TIMEOUT) for r in half)), 3 * TIMEOUT)
         assert server.connections == 0
         await neighbour_ok(server)
 
@@ -220,13 +220,12 @@ async def test_a_thousand_half_open_connections() -> None:
 async def test_unmasked_and_huge_frames_beside_a_good_client() -> None:
     app = App()
     app.websocket("/", {"message": echo}, close_timeout=0.5)
-    async with served(app) as server, websockets.connect(url(server)) as good:
-        bad = await RawClient.connect(server)
-        await bad.handshake()
-        bad.send(frame(2, b"", length=(1 << 63) - 1))
-        assert (await bad.read_close())[0] == 1009
+    async with served(app) as server, websockets.connect(ws_url(server)) as good:
+        bad = await RawClient.open(server)
+        await bad.send_frame(OP_BINARY, b"", declared_length=(1 << 63) - 1)
+        assert (await bad.recv_close())[0] == 1009
         await good.send("ok")
-        assert await asyncio.wait_for(good.recv(), TIMEOUT) == "ok"
+        assert await recv(good) == "ok"
 
 
 # -- the upgrade handler (authentication) --------------------------------------------------------
@@ -262,44 +261,52 @@ async def check_token_slowly(request):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("upgrade", [check_token, check_token_slowly], ids=["sync", "async"])
 async def test_upgrade_handler_accepts_and_attaches_data(upgrade) -> None:  # type: ignore[no-untyped-def]
     async with served(auth_app(upgrade)) as server:
-        async with websockets.connect(url(server, "/?token=good")) as client:
-            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
-        async with websockets.connect(url(server),
+        async with websockets.connect(ws_url(server, "/?token=good")) as client:
+            assert await recv(client) == "hello alice@/"
+        async with websockets.connect(ws_url(server),
                                       additional_headers={"Cookie": "token=good"}) as client:
-            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+            assert await recv(client) == "hello alice@/"
 
 
 @pytest.mark.parametrize("upgrade", [check_token, check_token_slowly], ids=["sync", "async"])
 async def test_upgrade_handler_rejects_with_its_status_and_body(upgrade) -> None:  # type: ignore[no-untyped-def]
     async with served(auth_app(upgrade)) as server:
         raw = await RawClient.connect(server)
-        raw.send(request("/?token=bad"))
-        status, body = await raw.http_response()
-        assert status == 401 and body.endswith(b"who are you?")
+        await raw.send(upgrade_request("/?token=bad"))
+        response = await raw.recv_response()
+        assert response.status == 401 and response.body == b"who are you?"
         raw = await RawClient.connect(server)
-        raw.send(request("/?token=good", extra="X-Banned: 1\r\n"))
-        status, _ = await raw.http_response()
-        assert status == 403
+        await raw.send(upgrade_request("/?token=good", headers="X-Banned: 1\r\n"))
+        assert (await raw.recv_response()).status == 403
         await neighbour_ok_auth(server)
 
 
 async def neighbour_ok_auth(server) -> None:  # type: ignore[no-untyped-def]
-    async with websockets.connect(url(server, "/?token=good")) as client:
-        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+    async with websockets.connect(ws_url(server, "/?token=good")) as client:
+        assert await recv(client) == "hello alice@/"
 
 
 async def test_bytes_sent_during_an_async_upgrade_are_held_not_lost() -> None:
-    async with served(auth_app(check_token_slowly)) as server:
+    deciding = asyncio.Event()
+    decide = asyncio.Event()
+
+    async def check_token_when_told(request):  # type: ignore[no-untyped-def]
+        deciding.set()
+        await asyncio.wait_for(decide.wait(), TIMEOUT)
+        return check_token(request)
+
+    async with served(auth_app(check_token_when_told)) as server:
         raw = await RawClient.connect(server)
-        # the request and two frames in one write, while the handler is still deciding
-        raw.send(request("/?token=good") + frame(1, b"one"))
-        await asyncio.sleep(0.05)
-        raw.send(frame(1, b"two"))
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head.startswith(b"HTTP/1.1 101")
-        assert await raw.read_frame() == (1, b"hello alice@/")
-        assert await raw.read_frame() == (1, b"one")
-        assert await raw.read_frame() == (1, b"two")
+        # the request and a frame in one write; another frame while the handler decides
+        await raw.send(upgrade_request("/?token=good") + client_frame(OP_TEXT, b"one"))
+        await asyncio.wait_for(deciding.wait(), TIMEOUT)
+        await raw.send(client_frame(OP_TEXT, b"two"))
+        await asyncio.sleep(0)  # a loop iteration: the server reads "two" while it decides
+        decide.set()
+        assert (await raw.recv_head()).startswith(b"HTTP/1.1 101")
+        assert await raw.recv_frame() == (OP_TEXT, b"hello alice@/")
+        assert await raw.recv_frame() == (OP_TEXT, b"one")
+        assert await raw.recv_frame() == (OP_TEXT, b"two")
 
 
 async def test_upgrade_handler_error_is_500_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
@@ -309,9 +316,9 @@ async def test_upgrade_handler_error_is_500_and_logged(caplog) -> None:  # type:
     caplog.set_level(logging.ERROR, logger="xyra")
     async with served(auth_app(broken)) as server:
         raw = await RawClient.connect(server)
-        raw.send(request())
-        status, body = await raw.http_response()
-        assert status == 500 and b"db down" not in body
+        await raw.send(upgrade_request())
+        response = await raw.recv_response()
+        assert response.status == 500 and b"db down" not in response.body
     assert any("db down" in (r.exc_text or "") for r in caplog.records)
 
 
@@ -326,7 +333,7 @@ async def test_upgrade_request_object() -> None:
     app = App()
     app.websocket("/r", {"upgrade": upgrade, "message": echo}, subprotocols=["b"])
     async with served(app) as server:
-        async with websockets.connect(url(server, "/r?a=1&b=2"), subprotocols=["a", "b"],
+        async with websockets.connect(ws_url(server, "/r?a=1&b=2"), subprotocols=["a", "b"],
                                       additional_headers={"Cookie": "k=v"}) as client:
             port = client.local_address[1]
             assert client.subprotocol == "b"
