@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import aiohttp
 import pytest
@@ -11,6 +12,7 @@ import websockets
 from kit import TIMEOUT, RawClient, closed_code, recv, served, ws_url
 from kit.refcodec import OP_CLOSE
 from websockets.exceptions import ConnectionClosed as ClientClosed
+from websockets.exceptions import InvalidStatus
 
 from xyra import App, CloseCode, ConnectionClosed, OpCode, SendStatus, WebSocket
 
@@ -360,9 +362,77 @@ def test_registration_errors() -> None:
         app.websocket("/a", {"open": print}, max_payload=1)
     with pytest.raises(ValueError, match="must start with '/'"):
         app.websocket("a", {"open": print})
+    with pytest.raises(TypeError, match="a handler function or a dict of handlers, not int"):
+        app.websocket("/a", 42)  # type: ignore[arg-type]
     app.websocket("/a", {"open": print})
     with pytest.raises(ValueError, match="already registered"):
         app.websocket("/a", lambda ws: None)
+
+
+@pytest.mark.parametrize(("option", "value", "error", "match"), [
+    ("max_payload_length", 0, ValueError, "max_payload_length must be positive"),
+    ("max_backpressure", 0, ValueError, "max_backpressure must be positive"),
+    ("max_queue", 0, ValueError, "max_queue must be positive"),
+    ("idle_timeout", -1, ValueError, "idle_timeout must be >= 0"),
+    ("close_timeout", -1, ValueError, "close_timeout must be >= 0"),
+    ("ping_interval", -1, ValueError, "ping_interval must be >= 0"),
+    ("compression_threshold", -1, ValueError, "compression_threshold must be >= 0"),
+    ("compression", "gzip", ValueError, "compression must be 'off', 'shared' or 'dedicated'"),
+    ("rate_limit_action", "ignore", ValueError, "rate_limit_action must be one of"),
+    ("max_messages_per_second", -1, ValueError, "max_messages_per_second must be >= 0"),
+    ("max_bytes_per_second", -1, ValueError, "max_bytes_per_second must be >= 0"),
+    ("allowed_origins", "https://app.example", TypeError, "allowed_origins must be"),
+    ("subprotocols", "chat", TypeError, "subprotocols must be a list of names"),
+])
+def test_bad_route_options_are_refused_at_registration(
+        option: str, value: object, error: type[Exception], match: str) -> None:
+    app = App()
+    with pytest.raises(error, match=match):
+        app.websocket("/", {"open": print}, **{option: value})
+    app.websocket("/", {"open": print})  # the refused route left nothing behind
+
+
+@pytest.mark.parametrize("limits", [
+    {"handshake_timeout": 0}, {"max_head_size": 0}, {"max_headers": 0},
+    {"max_body_size": -1}, {"max_connections": -1}, {"max_connections_per_ip": -1},
+], ids=lambda limits: next(iter(limits)))
+def test_bad_server_limits_are_refused(limits: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="positive|must be >= 0"):
+        App(**limits)
+
+
+async def test_a_route_added_while_serving_is_served() -> None:
+    app = echo_app()
+    async with served(app) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(ws_url(server, "/late"), open_timeout=TIMEOUT)
+        assert refused.value.response.status_code == 404
+        app.websocket("/late", {"open": lambda ws: ws.send("late route")})
+        async with websockets.connect(ws_url(server, "/late")) as client:
+            assert await recv(client) == "late route"
+
+
+async def test_start_on_a_port_in_use_raises_and_leaves_the_app_usable() -> None:
+    app = echo_app()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            await app.start(taken.getsockname()[1], "127.0.0.1")
+    assert app.publish("anything", "to nobody") is False  # no half-started server in it
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
+        await client.send("still serves")
+        assert await recv(client) == "still serves"
+
+
+async def test_wait_closed_returns_after_stop_and_stop_is_idempotent() -> None:
+    server = await echo_app().start(0)
+    waiter = asyncio.ensure_future(server.wait_closed())
+    await asyncio.sleep(0)  # one loop iteration: the waiter is waiting
+    assert not waiter.done()
+    await server.stop()
+    await asyncio.wait_for(waiter, TIMEOUT)
+    await asyncio.wait_for(server.stop(), TIMEOUT)  # stopped already: returns at once
 
 
 async def test_close_codes_enum_matches_the_wire() -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import socket
 import ssl
+import sys
 
 import pytest
 import trustme
 import websockets
 from kit import (
+    START_TIMEOUT,
     TIMEOUT,
     RawClient,
     client_frame,
@@ -175,6 +179,72 @@ async def test_tls_wss() -> None:
                 assert await recv(c) == message
     finally:
         await server.stop(timeout=1)
+
+
+LISTEN_TLS_APP = """
+import asyncio, sys
+from xyra import App
+
+app = App()
+app.websocket("/", {"message": lambda ws, m, op: ws.send(m, op)})
+tasks = set()
+
+
+@app.on_startup
+def start_a_task_nobody_stops() -> None:
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            print("background task cancelled", flush=True)
+            raise
+
+    tasks.add(asyncio.get_running_loop().create_task(forever()))
+
+
+app.listen(int(sys.argv[1]), certfile=sys.argv[2], keyfile=sys.argv[3])
+print("listen returned", flush=True)
+"""
+
+
+async def test_listen_serves_wss_from_cert_files_and_returns_on_sigterm(tmp_path) -> None:
+    """``app.listen(certfile=, keyfile=)`` in its own process: wss:// works; SIGTERM shuts it
+    down, cancelling a task the app left running, and listen returns."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    script = tmp_path / "tls_app.py"
+    script.write_text(LISTEN_TLS_APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(port), str(certfile), str(keyfile),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        async def echoes_over_wss() -> bool:
+            try:
+                async with websockets.connect(f"wss://127.0.0.1:{port}/", ssl=client_ctx,
+                                              open_timeout=TIMEOUT) as client:
+                    await client.send("over tls")
+                    return await recv(client) == "over tls"
+            except OSError:
+                return proc.returncode is not None  # not listening yet, or gone
+        await wait_for_condition(echoes_over_wss, timeout=START_TIMEOUT)
+        assert proc.returncode is None, "the app exited"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, output.decode()
+    lines = output.decode().splitlines()
+    assert lines[-2:] == ["background task cancelled", "listen returned"], lines
 
 
 def test_listen_builds_a_context_from_cert_files(tmp_path) -> None:
