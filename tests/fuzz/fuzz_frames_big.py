@@ -88,8 +88,13 @@ def _mask(data: bytes, key: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
 
 
-def encode(first: int, payload: bytes, key: bytes | None, long_form: bool = False,
-           declared: int | None = None) -> bytes:
+def encode(
+    first: int,
+    payload: bytes,
+    key: bytes | None,
+    long_form: bool = False,
+    declared: int | None = None,
+) -> bytes:
     n = len(payload) if declared is None else declared
     b1 = 0x80 if key is not None else 0
     if long_form or n > 0xFFFF:

@@ -30,8 +30,7 @@ from xyra.bench.runner import measure
 from xyra.bench.servers import xyra_server
 
 
-async def test_published_json_arrives_deflated_and_inflates(
-        serve: Any, raw_connect: Any) -> None:
+async def test_published_json_arrives_deflated_and_inflates(serve: Any, raw_connect: Any) -> None:
     # The adapter's app, served on the test's loop: its subscriptions can be counted.
     app = xyra_server.build_app()
     server = await serve(app)
@@ -53,8 +52,12 @@ async def test_published_json_arrives_deflated_and_inflates(
     assert inflated == message
     # The subscriber that did not offer the extension gets the same message plain.
     second = await plain.recv_wire_frame()
-    assert (second.fin, second.rsv1, second.opcode, second.payload) == (True, False, OP_TEXT,
-                                                                        message)
+    assert (second.fin, second.rsv1, second.opcode, second.payload) == (
+        True,
+        False,
+        OP_TEXT,
+        message,
+    )
 
 
 @pytest.mark.timeout(180)

@@ -19,8 +19,10 @@ def echo_app(mode: str, **options: object) -> App:
     app = App()
     app.websocket(
         "/",
-        {"message": lambda ws, m, op: ws.send(m, op, compress=True),
-         "open": lambda ws: ws.subscribe("news")},
+        {
+            "message": lambda ws, m, op: ws.send(m, op, compress=True),
+            "open": lambda ws: ws.subscribe("news"),
+        },
         compression=mode,
         **options,
     )
@@ -34,8 +36,12 @@ PARAMS = [
     {"server_max_window_bits": 10},
     {"client_max_window_bits": 9},
     {"client_max_window_bits": True},
-    {"server_no_context_takeover": True, "client_no_context_takeover": True,
-     "server_max_window_bits": 12, "client_max_window_bits": 11},
+    {
+        "server_no_context_takeover": True,
+        "client_no_context_takeover": True,
+        "server_max_window_bits": 12,
+        "client_max_window_bits": 11,
+    },
 ]
 
 
@@ -43,8 +49,10 @@ PARAMS = [
 @pytest.mark.parametrize("mode", ["shared", "dedicated"])
 async def test_negotiation_and_roundtrip(mode: str, params: dict) -> None:
     factory = ClientPerMessageDeflateFactory(**params)
-    async with served(echo_app(mode)) as server, \
-            websockets.connect(ws_url(server), extensions=[factory], compression=None) as c:
+    async with (
+        served(echo_app(mode)) as server,
+        websockets.connect(ws_url(server), extensions=[factory], compression=None) as c,
+    ):
         header = c.response.headers.get("Sec-WebSocket-Extensions")
         assert header is not None and header.startswith("permessage-deflate")
         if mode == "shared":
@@ -102,12 +110,18 @@ async def test_compression_bomb_closes_1009_without_inflating_it() -> None:
     ("name", "data", "code"),
     [
         ("corrupt deflate data", client_frame(OP_BINARY, b"\xff\xff\xff\xff", rsv1=True), 1007),
-        ("rsv1 on continuation",
-         client_frame(OP_TEXT, _deflate(b"ab"), rsv1=True, fin=False)
-         + client_frame(OP_CONT, b"x", rsv1=True), 1002),
+        (
+            "rsv1 on continuation",
+            client_frame(OP_TEXT, _deflate(b"ab"), rsv1=True, fin=False)
+            + client_frame(OP_CONT, b"x", rsv1=True),
+            1002,
+        ),
         ("rsv1 on a ping", client_frame(OP_PING, b"", rsv1=True), 1002),
-        ("invalid utf-8 inside compressed text",
-         client_frame(OP_TEXT, _deflate(b"\xff\xfe"), rsv1=True), 1007),
+        (
+            "invalid utf-8 inside compressed text",
+            client_frame(OP_TEXT, _deflate(b"\xff\xfe"), rsv1=True),
+            1007,
+        ),
     ],
 )
 async def test_bad_compressed_input(name: str, data: bytes, code: int) -> None:
@@ -122,8 +136,11 @@ async def test_fragmented_compressed_message() -> None:
     async with served(echo_app("dedicated")) as server:
         raw = await _negotiated_raw(server)
         half = len(payload) // 2
-        await raw.send(client_frame(OP_TEXT, payload[:half], rsv1=True, fin=False)
-                       + client_frame(OP_PING, b"p") + client_frame(OP_CONT, payload[half:]))
+        await raw.send(
+            client_frame(OP_TEXT, payload[:half], rsv1=True, fin=False)
+            + client_frame(OP_PING, b"p")
+            + client_frame(OP_CONT, payload[half:])
+        )
         assert await raw.recv_frame() == (OP_PONG, b"p")
         reply = await raw.recv_wire_frame()
         assert reply.rsv1 and reply.opcode == OP_TEXT
@@ -135,10 +152,12 @@ async def test_fragmented_compressed_message() -> None:
 async def test_publish_compressed_reaches_compressing_and_plain_subscribers(mode: str) -> None:
     app = echo_app(mode)
     small = ClientPerMessageDeflateFactory(server_max_window_bits=9)
-    async with served(app) as server, \
-            websockets.connect(ws_url(server)) as comp, \
-            websockets.connect(ws_url(server), extensions=[small], compression=None) as comp9, \
-            websockets.connect(ws_url(server), compression=None) as plain:
+    async with (
+        served(app) as server,
+        websockets.connect(ws_url(server)) as comp,
+        websockets.connect(ws_url(server), extensions=[small], compression=None) as comp9,
+        websockets.connect(ws_url(server), compression=None) as plain,
+    ):
         assert comp.response.headers.get("Sec-WebSocket-Extensions")
         assert "server_max_window_bits=9" in comp9.response.headers["Sec-WebSocket-Extensions"]
         assert plain.response.headers.get("Sec-WebSocket-Extensions") is None
@@ -155,8 +174,9 @@ async def test_publish_compressed_reaches_compressing_and_plain_subscribers(mode
 async def test_malformed_offer_is_400() -> None:
     async with served(echo_app("shared")) as server:
         raw = await RawClient.connect(server)
-        await raw.send(upgrade_request(
-            headers="Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n"))
+        await raw.send(
+            upgrade_request(headers="Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n")
+        )
         response = await raw.recv_response()
         assert response.status == 400 and b"Sec-WebSocket-Extensions" in response.body
 

@@ -28,11 +28,14 @@ UPGRADE = upgrade_request("/echo")
 def echo_app(**options: Any) -> tuple[App, list[Any]]:
     app = App(**options)
     events: list[Any] = []
-    app.websocket("/echo", {
-        "open": lambda ws: events.append(("open", ws)),
-        "message": lambda ws, msg, op: ws.send(msg, op),
-        "close": lambda ws, code, reason: events.append(("close", code)),
-    })
+    app.websocket(
+        "/echo",
+        {
+            "open": lambda ws: events.append(("open", ws)),
+            "message": lambda ws, msg, op: ws.send(msg, op),
+            "close": lambda ws, code, reason: events.append(("close", code)),
+        },
+    )
     return app, events
 
 
@@ -159,9 +162,11 @@ async def test_reader_switches_between_shared_and_own_buffers(serve: Any) -> Non
     opened: asyncio.Future[WebSocket] = asyncio.get_running_loop().create_future()
     # A short close_timeout makes the server's timer tick every 50 ms: the idle release
     # (after 0.5 s without input) runs during the pause below.
-    app.websocket("/echo", {"open": opened.set_result,
-                            "message": lambda ws, msg, op: ws.send(msg, op)},
-                  close_timeout=0.2)
+    app.websocket(
+        "/echo",
+        {"open": opened.set_result, "message": lambda ws, msg, op: ws.send(msg, op)},
+        close_timeout=0.2,
+    )
     server = await serve(app)
     raw = await RawClient.open(server, "/echo")
     try:
@@ -170,7 +175,7 @@ async def test_reader_switches_between_shared_and_own_buffers(serve: Any) -> Non
         # 512 KiB: the echo of big and tail together stays under max_backpressure (1 MiB).
         big = bytes(range(256)) * 2048
         first = client_frame(OP_BINARY, big)
-        await raw.send(first[:300_000])                  # part of a frame: own reader
+        await raw.send(first[:300_000])  # part of a frame: own reader
         await wait_for_condition(lambda: reader(ws) == "own")
         # Idle for longer than the idle release while holding part of a frame: the release
         # must keep what is held. The pause is the scenario, not a wait for something.
@@ -178,7 +183,7 @@ async def test_reader_switches_between_shared_and_own_buffers(serve: Any) -> Non
         assert reader(ws) == "own"
         await raw.send(first[300_000:])
         assert await raw.recv_frame() == (OP_BINARY, big)
-        assert reader(ws) == "shared"                    # nothing held any more
+        assert reader(ws) == "shared"  # nothing held any more
         for size in (5, 200, 70_000):
             await raw.send_frame(OP_BINARY, b"y" * size)
             assert await raw.recv_frame() == (OP_BINARY, b"y" * size)

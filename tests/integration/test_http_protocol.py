@@ -20,8 +20,9 @@ def app() -> App:
 async def test_expect_100_continue_is_answered() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        await raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                       b"Expect: 100-continue\r\n\r\n")
+        await raw.send(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert await raw.recv_head() == b"HTTP/1.1 100 Continue\r\n\r\n"
         await raw.send(b"hello")
         response = await raw.recv_response()
@@ -31,8 +32,10 @@ async def test_expect_100_continue_is_answered() -> None:
 async def test_too_large_content_length_is_refused_before_the_body() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        await raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-                       b"Expect: 100-continue\r\n\r\n")
+        await raw.send(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
         response = await raw.recv_response()
         assert response.status == 413 and b"over 1000 bytes" in response.body
 
@@ -40,8 +43,9 @@ async def test_too_large_content_length_is_refused_before_the_body() -> None:
 async def test_404_keeps_the_connection_alive() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        await raw.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
-                       b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+        await raw.send(
+            b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\nHEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         first = await raw.recv_response()
         assert first.status == 404 and first.headers["connection"].lower() == "keep-alive"
         assert len(first.body) == int(first.headers["content-length"])

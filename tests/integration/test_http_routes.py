@@ -105,15 +105,22 @@ async def test_routes_params_and_handler_kinds(serve: Any, session: aiohttp.Clie
         assert r.status == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8"
         assert await r.text() == "<h1>home</h1>"
         assert r.headers["Server"] == "xyra" and "Date" in r.headers
-    async with session.get(base(server) + "/users/42?a=1&a=2&b=x",
-                           headers={"Cookie": "sid=abc; theme=dark"}) as r:
+    async with session.get(
+        base(server) + "/users/42?a=1&a=2&b=x", headers={"Cookie": "sid=abc; theme=dark"}
+    ) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "application/json"
-        assert await r.json() == {"id": 42, "query": {"a": "2", "b": "x"},
-                                  "cookies": {"sid": "abc", "theme": "dark"}}
+        assert await r.json() == {
+            "id": 42,
+            "query": {"a": "2", "b": "x"},
+            "cookies": {"sid": "abc", "theme": "dark"},
+        }
     async with session.get(base(server) + "/files/a/b%20c.txt") as r:  # async handler
         assert await r.text() == "file a/b c.txt"
-    async with session.post(base(server) + "/echo", data=b"\x00\xffdata",
-                            headers={"Content-Type": "application/x-thing"}) as r:
+    async with session.post(
+        base(server) + "/echo",
+        data=b"\x00\xffdata",
+        headers={"Content-Type": "application/x-thing"},
+    ) as r:
         assert await r.read() == b"\x00\xffdata"
         assert r.headers["Content-Type"] == "application/x-thing"
     async with session.put(base(server) + "/json", json={"k": [1, "é"]}) as r:
@@ -194,7 +201,9 @@ async def test_body_limit_413(serve: Any, raw: Any, session: aiohttp.ClientSessi
     chunk = b"x" * 600
     await chunked.send(
         b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + (b"258\r\n" + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
+        + (b"258\r\n" + chunk + b"\r\n") * 2
+        + b"0\r\n\r\n"
+    )
     assert (await chunked.recv_response()).status == 413
 
 
@@ -253,8 +262,7 @@ async def test_static_files_etag_304(
         etag, modified = r.headers["ETag"], r.headers["Last-Modified"]
     async with session.get(base(server) + "/app.css", headers={"If-None-Match": etag}) as r:
         assert r.status == 304 and await r.read() == b"" and r.headers["ETag"] == etag
-    async with session.get(base(server) + "/app.css",
-                           headers={"If-Modified-Since": modified}) as r:
+    async with session.get(base(server) + "/app.css", headers={"If-Modified-Since": modified}) as r:
         assert r.status == 304
     async with session.get(base(server) + "/") as r:
         assert await r.text() == "<h1>index</h1>"
@@ -273,17 +281,20 @@ async def test_static_files_etag_304(
     assert (await conn.recv_response()).status == 404
 
 
-@pytest.mark.parametrize("path", [
-    "/../secret.txt",
-    "/%2e%2e/secret.txt",
-    "/..%2fsecret.txt",
-    "/%2e%2e%2fsecret.txt",
-    "/docs/%2e%2e/%2e%2e/secret.txt",
-    "/..%5csecret.txt",
-    "/..\\secret.txt",
-    "/docs%00",
-    "/link",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/docs/%2e%2e/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+        "/docs%00",
+        "/link",
+    ],
+)
 async def test_static_traversal_is_404(serve: Any, site: Path, raw: Any, path: str) -> None:
     app = App()
     app.static("/", site)

@@ -46,14 +46,18 @@ CASES = {
     "fragmented ping": (frame(OP_PING, b"x", fin=False), 1002),
     "continuation with no start": (frame(OP_CONT, b"x"), 1002),
     "new message inside fragmented one": (
-        frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), 1002),
+        frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"),
+        1002,
+    ),
     "64-bit length top bit": (frame(OP_BINARY, b"", declared_length=1 << 63), 1002),
     "frame claiming 2^63-1 bytes": (frame(OP_BINARY, b"", declared_length=(1 << 63) - 1), 1009),
     "invalid utf-8": (frame(OP_TEXT, b"\xce\xba\xff"), 1007),
     "invalid utf-8 in third fragment": (
-        frame(OP_TEXT, b"ok", fin=False) + frame(OP_CONT, b"fine", fin=False)
+        frame(OP_TEXT, b"ok", fin=False)
+        + frame(OP_CONT, b"fine", fin=False)
         + frame(OP_CONT, b"\xed\xa0\x80"),
-        1007),
+        1007,
+    ),
     "close with 1-byte payload": (frame(OP_CLOSE, b"\x03"), 1002),
     "close with invalid code": (frame(OP_CLOSE, (999).to_bytes(2, "big")), 1002),
     "close with invalid utf-8 reason": (frame(OP_CLOSE, b"\x03\xe8\xff"), 1007),
@@ -93,8 +97,9 @@ async def test_frames_pipelined_with_the_handshake_are_parsed() -> None:
 async def test_interleaved_ping_in_fragmented_message() -> None:
     async with served(echo_app()) as server:
         raw = await RawClient.open(server)
-        await raw.send(frame(OP_TEXT, b"Hel", fin=False) + frame(OP_PING, b"p")
-                       + frame(OP_CONT, b"lo"))
+        await raw.send(
+            frame(OP_TEXT, b"Hel", fin=False) + frame(OP_PING, b"p") + frame(OP_CONT, b"lo")
+        )
         assert await raw.recv_frame() == (OP_PONG, b"p")
         assert await raw.recv_frame() == (OP_TEXT, b"Hello")
 
@@ -104,7 +109,7 @@ async def test_frame_split_byte_by_byte() -> None:
         raw = await RawClient.open(server)
         data = frame(OP_BINARY, os.urandom(300))
         for i in range(len(data)):
-            await raw.send(data[i:i + 1])
+            await raw.send(data[i : i + 1])
         sent = read_frame(data)
         assert sent is not None and sent.size == len(data)
         assert await raw.recv_frame() == (OP_BINARY, sent.payload)
@@ -119,14 +124,25 @@ async def test_frame_split_byte_by_byte() -> None:
         (upgrade_request(version="8"), 426, b"Sec-WebSocket-Version: 13"),
         (upgrade_request(method="POST"), 405, b"needs GET"),
         (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426, b"Upgrade: websocket"),
-        (upgrade_request(headers="X-Big: " + "a" * 100_000 + "\r\n"), 431,
-         b"request head over"),
-        (upgrade_request(headers="".join(f"X-{i}: v\r\n" for i in range(150))), 431,
-         b"header lines"),
+        (upgrade_request(headers="X-Big: " + "a" * 100_000 + "\r\n"), 431, b"request head over"),
+        (
+            upgrade_request(headers="".join(f"X-{i}: v\r\n" for i in range(150))),
+            431,
+            b"header lines",
+        ),
         (b"NOT HTTP AT ALL\r\n\r\n", 400, b"malformed HTTP request"),
     ],
-    ids=["unknown path", "no key", "15-byte key", "version 8", "POST", "no upgrade",
-         "100 KiB of headers", "150 headers", "not HTTP"],
+    ids=[
+        "unknown path",
+        "no key",
+        "15-byte key",
+        "version 8",
+        "POST",
+        "no upgrade",
+        "100 KiB of headers",
+        "150 headers",
+        "not HTTP",
+    ],
 )
 async def test_bad_handshakes_get_the_right_status(raw_request, status, fragment) -> None:
     async with served(echo_app()) as server:

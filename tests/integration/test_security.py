@@ -223,17 +223,26 @@ async def test_listen_serves_wss_from_cert_files_and_returns_on_sigterm(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(port), str(certfile), str(keyfile),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        str(script),
+        str(port),
+        str(certfile),
+        str(keyfile),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
+
         async def echoes_over_wss() -> bool:
             try:
-                async with websockets.connect(f"wss://127.0.0.1:{port}/", ssl=client_ctx,
-                                              open_timeout=TIMEOUT) as client:
+                async with websockets.connect(
+                    f"wss://127.0.0.1:{port}/", ssl=client_ctx, open_timeout=TIMEOUT
+                ) as client:
                     await client.send("over tls")
                     return await recv(client) == "over tls"
             except OSError:
                 return proc.returncode is not None  # not listening yet, or gone
+
         await wait_for_condition(echoes_over_wss, timeout=START_TIMEOUT)
         assert proc.returncode is None, "the app exited"
         proc.send_signal(signal.SIGTERM)
@@ -282,7 +291,8 @@ async def test_a_thousand_half_open_connections() -> None:
         assert rss_kib() - before < 64 * 1024  # bounded: well under 64 KiB per connection
         # the handshake timeout reaps every one of them
         await asyncio.wait_for(
-            asyncio.gather(*(r.wait_closed(3 * TIMEOUT) for r in half)), 3 * TIMEOUT)
+            asyncio.gather(*(r.wait_closed(3 * TIMEOUT) for r in half)), 3 * TIMEOUT
+        )
         assert server.connections == 0
         await neighbour_ok(server)
 
@@ -333,8 +343,9 @@ async def test_upgrade_handler_accepts_and_attaches_data(upgrade) -> None:  # ty
     async with served(auth_app(upgrade)) as server:
         async with websockets.connect(ws_url(server, "/?token=good")) as client:
             assert await recv(client) == "hello alice@/"
-        async with websockets.connect(ws_url(server),
-                                      additional_headers={"Cookie": "token=good"}) as client:
+        async with websockets.connect(
+            ws_url(server), additional_headers={"Cookie": "token=good"}
+        ) as client:
             assert await recv(client) == "hello alice@/"
 
 
@@ -396,17 +407,32 @@ async def test_upgrade_request_object() -> None:
     seen = {}
 
     def upgrade(request):  # type: ignore[no-untyped-def]
-        seen.update(method=request.method, path=request.path, query=dict(request.query),
-                    host=request.headers.get("host"), cookies=dict(request.cookies),
-                    remote=request.remote_address, subprotocols=list(request.subprotocols))
+        seen.update(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            host=request.headers.get("host"),
+            cookies=dict(request.cookies),
+            remote=request.remote_address,
+            subprotocols=list(request.subprotocols),
+        )
 
     app = App()
     app.websocket("/r", {"upgrade": upgrade, "message": echo}, subprotocols=["b"])
     async with served(app) as server:
-        async with websockets.connect(ws_url(server, "/r?a=1&b=2"), subprotocols=["a", "b"],
-                                      additional_headers={"Cookie": "k=v"}) as client:
+        async with websockets.connect(
+            ws_url(server, "/r?a=1&b=2"),
+            subprotocols=["a", "b"],
+            additional_headers={"Cookie": "k=v"},
+        ) as client:
             port = client.local_address[1]
             assert client.subprotocol == "b"
-    assert seen == {"method": "GET", "path": "/r", "query": {"a": "1", "b": "2"},
-                    "host": f"127.0.0.1:{server.port}", "cookies": {"k": "v"},
-                    "remote": ("127.0.0.1", port), "subprotocols": ["a", "b"]}
+    assert seen == {
+        "method": "GET",
+        "path": "/r",
+        "query": {"a": "1", "b": "2"},
+        "host": f"127.0.0.1:{server.port}",
+        "cookies": {"k": "v"},
+        "remote": ("127.0.0.1", port),
+        "subprotocols": ["a", "b"],
+    }

@@ -32,21 +32,34 @@ def accept_for(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
 
 
-def upgrade_request(path: str = "/", *, key: str | None = None, version: str = "13",
-                    method: str = "GET", connection: str = "Upgrade", host: str = "127.0.0.1",
-                    headers: str = "") -> bytes:
+def upgrade_request(
+    path: str = "/",
+    *,
+    key: str | None = None,
+    version: str = "13",
+    method: str = "GET",
+    connection: str = "Upgrade",
+    host: str = "127.0.0.1",
+    headers: str = "",
+) -> bytes:
     """An upgrade request head. ``key=""`` leaves the key out; ``headers`` are extra
     ``Name: value\\r\\n`` lines."""
     key = new_key() if key is None else key
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket",
-             f"Connection: {connection}", f"Sec-WebSocket-Version: {version}"]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        f"Connection: {connection}",
+        f"Sec-WebSocket-Version: {version}",
+    ]
     if key:
         lines.append(f"Sec-WebSocket-Key: {key}")
     return ("\r\n".join(lines) + "\r\n" + headers + "\r\n").encode("latin-1")
 
 
-def http_request(path: str = "/", *, method: str = "GET", headers: str = "",
-                 body: bytes = b"") -> bytes:
+def http_request(
+    path: str = "/", *, method: str = "GET", headers: str = "", body: bytes = b""
+) -> bytes:
     """A plain HTTP/1.1 request (``Content-Length`` added when there is a body)."""
     if body:
         headers += f"Content-Length: {len(body)}\r\n"
@@ -99,8 +112,9 @@ class RawClient:
         return cls(sock, loop)
 
     @classmethod
-    async def open(cls, port: int | Any, path: str = "/", *, rcvbuf: int | None = None,
-                   headers: str = "") -> RawClient:
+    async def open(
+        cls, port: int | Any, path: str = "/", *, rcvbuf: int | None = None, headers: str = ""
+    ) -> RawClient:
         """A connection that has completed the WebSocket handshake."""
         self = await cls.connect(port, rcvbuf=rcvbuf)
         try:
@@ -159,6 +173,7 @@ class RawClient:
 
     async def recv_head(self, timeout: float = TIMEOUT) -> bytes:
         """An HTTP head, up to and with the blank line."""
+
         async def until_blank_line() -> int:
             while (end := self.buf.find(b"\r\n\r\n")) < 0:
                 if not await self._read():
@@ -167,8 +182,9 @@ class RawClient:
 
         return await self.recv_exactly(await asyncio.wait_for(until_blank_line(), timeout))
 
-    async def recv_response(self, *, head_only: bool = False,
-                            timeout: float = TIMEOUT) -> HTTPResponse:
+    async def recv_response(
+        self, *, head_only: bool = False, timeout: float = TIMEOUT
+    ) -> HTTPResponse:
         """The next HTTP response; its body by Content-Length (none for a HEAD request)."""
         response = HTTPResponse.parse_head(await self.recv_head(timeout))
         if not head_only:
@@ -178,11 +194,12 @@ class RawClient:
 
     async def recv_wire_frame(self, timeout: float = TIMEOUT) -> Frame:
         """The next frame with its header bits; server frames are never masked."""
+
         async def next_frame() -> Frame:
             while (frame := read_frame(self.buf)) is None:
                 if not await self._read():
                     raise ConnectionError("connection closed by the server")
-            del self.buf[:frame.size]
+            del self.buf[: frame.size]
             return frame
 
         frame = await asyncio.wait_for(next_frame(), timeout)
@@ -204,6 +221,7 @@ class RawClient:
 
     async def wait_closed(self, timeout: float = TIMEOUT) -> None:
         """Read (and keep in ``buf``) everything until the server ends the connection."""
+
         async def until_eof() -> None:
             while await self._read():
                 pass

@@ -205,8 +205,16 @@ def client_frame(
     are set as given, and ``declared_length`` announces a length other than the payload's.
     """
     key = os.urandom(4) if masked else None
-    return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=key,
-                        declared_length=declared_length)
+    return encode_frame(
+        opcode,
+        payload,
+        fin=fin,
+        rsv1=rsv1,
+        rsv2=rsv2,
+        rsv3=rsv3,
+        mask=key,
+        declared_length=declared_length,
+    )
 
 
 def wire_length(payload_length: int, *, masked: bool = False) -> int:
@@ -249,9 +257,16 @@ def read_frame(data: bytes | bytearray) -> Frame | None:
     payload = bytes(data[head : head + length])
     if masked:
         payload = mask_bytes(payload, bytes(data[head - 4 : head]))
-    return Frame(fin=bool(b0 & 0x80), rsv1=bool(b0 & 0x40), rsv2=bool(b0 & 0x20),
-                 rsv3=bool(b0 & 0x10), opcode=b0 & 0x0F, masked=masked, payload=payload,
-                 size=head + length)
+    return Frame(
+        fin=bool(b0 & 0x80),
+        rsv1=bool(b0 & 0x40),
+        rsv2=bool(b0 & 0x20),
+        rsv3=bool(b0 & 0x10),
+        opcode=b0 & 0x0F,
+        masked=masked,
+        payload=payload,
+        size=head + length,
+    )
 
 
 def encode_close_payload(code: int | None, reason: bytes = b"") -> bytes:

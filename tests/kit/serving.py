@@ -71,8 +71,7 @@ class NamedApp:
         self.ws: dict[str, WebSocket] = {}
         self._opened: dict[str, asyncio.Future[WebSocket]] = {}
         self._closed: dict[str, asyncio.Future[int]] = {}
-        self.app.websocket("/ws", {"open": self._open, "close": self._close, **handlers},
-                           **options)
+        self.app.websocket("/ws", {"open": self._open, "close": self._close, **handlers}, **options)
 
     @staticmethod
     def _future(table: dict[str, asyncio.Future[Any]], name: str) -> asyncio.Future[Any]:

@@ -33,6 +33,7 @@ async def wait_for_condition(
     bounded by ``timeout``; the interval is only how often to look, never what the test
     waits for.
     """
+
     async def poll() -> None:
         while True:
             result = predicate()
@@ -47,7 +48,8 @@ async def wait_for_condition(
     except asyncio.TimeoutError:
         what = message() if callable(message) else message
         raise AssertionError(
-            f"condition not met within {timeout} s: {what or predicate!r}") from None
+            f"condition not met within {timeout} s: {what or predicate!r}"
+        ) from None
 
 
 class Receiver(Protocol):
@@ -63,6 +65,7 @@ async def recv(client: Receiver, timeout: float = TIMEOUT) -> Any:
 
 async def recv_n(client: Receiver, n: int, timeout: float = TIMEOUT) -> list[Any]:
     """The client's next ``n`` messages, all within ``timeout``."""
+
     async def take() -> list[Any]:
         return [await client.recv() for _ in range(n)]
 

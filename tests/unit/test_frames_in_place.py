@@ -22,7 +22,7 @@ def feed_in_chunks(parser: FrameParser, data: bytes, sizes: list[int]) -> list:
     pos, i = 0, 0
     while pos < len(data):
         size = sizes[i % len(sizes)]
-        events += parser.feed(data[pos:pos + size])
+        events += parser.feed(data[pos : pos + size])
         pos += size
         i += 1
     return events
@@ -63,8 +63,9 @@ def test_ineligible_frames_take_the_copying_path(opcode: int, kind: str) -> None
     payload = b"x" * 150_000
     # a big text frame, and a big message in two fragments
     whole = build_frame(opcode, payload, mask=MASK)
-    fragments = (build_frame(opcode, payload[:90_000], fin=False, mask=MASK)
-                 + build_frame(0, payload[90_000:], mask=MASK))
+    fragments = build_frame(opcode, payload[:90_000], fin=False, mask=MASK) + build_frame(
+        0, payload[90_000:], mask=MASK
+    )
     value = payload.decode() if kind == "text" else payload
     assert feed_in_chunks(parser, whole, [40_000]) == [(kind, value)]
     assert feed_in_chunks(parser, fragments, [40_000]) == [(kind, value)]
