@@ -23,6 +23,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+# The test kit (kit.refcodec) for harnesses started as scripts; prepare() puts the fuzz
+# tree's copy first.
+if str(HERE.parent) not in sys.path:
+    sys.path.append(str(HERE.parent))
 
 SANITIZER_ENV = {
     # Python's small-object allocator would hide overflows inside its arenas from ASan.
