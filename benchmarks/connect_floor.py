@@ -74,14 +74,14 @@ def serve(port: int, level: int) -> None:
 def measure(argv: list[str], port: int) -> tuple[float, float, float]:
     """Rate, server CPU share and client CPU share of one run against ``argv``."""
     from xyra.bench import procs
-    from xyra.bench._drivers.loadgen import client_frame
+    from xyra.bench._drivers.loadgen import masked_frame
     from xyra.bench._drivers.sockload import ConnectDriver
     from xyra.bench.client import upgrade_request
 
     server = procs.spawn(argv, 0)
     try:
         procs.wait_listening(port, server, 30.0)
-        close = client_frame(b"\x03\xe8", 8, b"abcd")
+        close = masked_frame(b"\x03\xe8", 8, b"abcd")
         driver = ConnectDriver(port, 16, upgrade_request(b"/"), close)
         driver.run(1.0)
         n0, c0, s0 = driver.completed, os.times(), procs.cpu_seconds(server.pid)

@@ -13,10 +13,12 @@ app = App()
 # Store connected clients (in production, use proper storage)
 connected_clients: set[WebSocket] = set()
 
+
 def on_open(ws: WebSocket) -> None:
     connected_clients.add(ws)
     print(f"Client connected. Total clients: {len(connected_clients)}")
     ws.send("Welcome to chat room!")
+
 
 def on_message(ws: WebSocket, message: str | bytes, opcode: OpCode) -> None:
     if isinstance(message, bytes):  # a BINARY message; TEXT ones arrive as str
@@ -28,15 +30,13 @@ def on_message(ws: WebSocket, message: str | bytes, opcode: OpCode) -> None:
         if client != ws:  # Don't send to sender
             client.send(f"User: {message}")
 
+
 def on_close(ws: WebSocket, code: int, message: str) -> None:
     connected_clients.discard(ws)
     print(f"Client disconnected. Total clients: {len(connected_clients)}")
 
-app.websocket("/chat", {
-    "open": on_open,
-    "message": on_message,
-    "close": on_close
-})
+
+app.websocket("/chat", {"open": on_open, "message": on_message, "close": on_close})
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", "8000"))

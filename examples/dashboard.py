@@ -102,11 +102,7 @@ def on_close(ws: WebSocket, code: int, message: str) -> None:
     print("Dashboard client disconnected")
 
 
-app.websocket("/dashboard", {
-    "open": on_open,
-    "message": on_message,
-    "close": on_close
-})
+app.websocket("/dashboard", {"open": on_open, "message": on_message, "close": on_close})
 
 
 if __name__ == "__main__":

@@ -26,11 +26,7 @@ def on_close(ws: WebSocket, code: int, message: str) -> None:
     print("Client disconnected")
 
 
-app.websocket("/chat", {
-    "open": on_open,
-    "message": on_message,
-    "close": on_close
-})
+app.websocket("/chat", {"open": on_open, "message": on_message, "close": on_close})
 
 
 if __name__ == "__main__":

@@ -206,9 +206,7 @@ def _origin_key(origin: str) -> str | None:
     return f"{scheme}://{host}"
 
 
-def check_origin(
-    headers: Headers, allowed: object, scheme: str = "http"
-) -> Rejection | None:
+def check_origin(headers: Headers, allowed: object, scheme: str = "http") -> Rejection | None:
     """Apply a route's ``allowed_origins`` to the request's ``Origin`` header.
 
     ``allowed`` is ``"*"`` (anything), a sequence of origins, or ``None``: the default

@@ -301,9 +301,7 @@ def _check_header(name: str, value: str) -> None:
         name.encode("ascii")
         value.encode("latin-1")
     except UnicodeEncodeError:
-        raise ValueError(
-            f"HTTP header {name!r} must be ASCII (name) and latin-1 (value)"
-        ) from None
+        raise ValueError(f"HTTP header {name!r} must be ASCII (name) and latin-1 (value)") from None
 
 
 class Response:

@@ -23,6 +23,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+# The test kit (kit.refcodec) for harnesses started as scripts; prepare() puts the fuzz
+# tree's copy first.
+if str(HERE.parent) not in sys.path:
+    sys.path.append(str(HERE.parent))
 
 SANITIZER_ENV = {
     # Python's small-object allocator would hide overflows inside its arenas from ASan.
@@ -67,7 +71,7 @@ def prepare() -> None:
         env["XYRA_FUZZ_TREE"] = str(tree)
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     sys.path.insert(0, str(tree))
-    sys.path.insert(1, str(tree / "tests" / "unit"))
+    sys.path.insert(1, str(tree / "tests"))  # the test kit: kit.refcodec
     # libFuzzer runs argv[0] through the shell for -minimize_crash (and -fork/-jobs): make it
     # a command that starts this harness with this interpreter.
     sys.argv[0] = shlex.join([sys.executable, str(Path(sys.argv[0]).resolve())])

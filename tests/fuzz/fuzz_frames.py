@@ -54,7 +54,7 @@ def load(frames_module: Any = None, refcodec_module: Any = None) -> None:
     if frames_module is None:
         from xyra._core import frames as frames_module
     if refcodec_module is None:
-        import refcodec as refcodec_module
+        from kit import refcodec as refcodec_module
     frames, refcodec = frames_module, refcodec_module
     RefParser = _compress_aware(refcodec_module.RefParser)
 
@@ -301,10 +301,10 @@ def main() -> None:
 
     if os.environ.get("XYRA_FUZZ_INSTRUMENT_ORACLE") == "1":
         # Python coverage of the oracle too: more guidance, half the speed.
-        with atheris.instrument_imports(include=["refcodec"]):
-            import refcodec as ref
+        with atheris.instrument_imports(include=["kit.refcodec"]):
+            from kit import refcodec as ref
     else:
-        import refcodec as ref
+        from kit import refcodec as ref
     from xyra._core import frames as fr
 
     _common.check_loaded(fr)

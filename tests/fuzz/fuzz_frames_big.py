@@ -42,6 +42,7 @@ import sys
 from typing import Any
 
 from _common import Mismatch, feed_checked, fuzz
+from kit.refcodec import encode_frame
 
 MAX_LENGTHS = (1 << 20, 1 << 20, 400_000, 300_000, 200_000, 100_000, 65_536, 65_535)
 CONTROL_SLACK = 14 + 125
@@ -79,28 +80,25 @@ class _Reader:
         return self.pos < len(self.data)
 
 
-def _mask(data: bytes, key: bytes) -> bytes:
-    """RFC 6455 masking, independent of the module under test (big-int XOR)."""
-    n = len(data)
-    if not n:
-        return data
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
-
-
-def encode(first: int, payload: bytes, key: bytes | None, long_form: bool = False,
-           declared: int | None = None) -> bytes:
-    n = len(payload) if declared is None else declared
-    b1 = 0x80 if key is not None else 0
-    if long_form or n > 0xFFFF:
-        hdr = bytes([first, b1 | 127]) + n.to_bytes(8, "big")
-    elif n >= 126:
-        hdr = bytes([first, b1 | 126]) + n.to_bytes(2, "big")
-    else:
-        hdr = bytes([first, b1 | n])
-    if key is None:
-        return hdr + payload
-    return hdr + key + _mask(payload, key)
+def encode(
+    first: int,
+    payload: bytes,
+    key: bytes | None,
+    long_form: bool = False,
+    declared: int | None = None,
+) -> bytes:
+    """One frame from its first byte (FIN, RSV bits, opcode), by the reference codec."""
+    return encode_frame(
+        first & 0x0F,
+        payload,
+        fin=bool(first & 0x80),
+        rsv1=bool(first & 0x40),
+        rsv2=bool(first & 0x20),
+        rsv3=bool(first & 0x10),
+        mask=key,
+        length_form="64" if long_form else "auto",
+        declared_length=declared,
+    )
 
 
 def _size(r: _Reader) -> int:

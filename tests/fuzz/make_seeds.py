@@ -12,9 +12,9 @@ import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "unit"))
+sys.path.insert(0, str(HERE.parent))  # the test kit
 
-from refcodec import encode_frame as ef  # noqa: E402
+from kit.refcodec import encode_frame as ef  # noqa: E402
 
 K = bytes.fromhex("37fa213d")  # RFC 6455 5.7's key
 KOSME = "κόσμε".encode()

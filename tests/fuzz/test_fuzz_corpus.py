@@ -8,18 +8,15 @@ Inputs under ``regressions/open/`` show findings not fixed yet: they are expecte
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
+import fuzz_frames
+import fuzz_frames_big
+import fuzz_inflate
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "unit"))
-
-import fuzz_frames  # noqa: E402
-import fuzz_frames_big  # noqa: E402
-import fuzz_inflate  # noqa: E402
 
 frames = pytest.importorskip("xyra._core.frames")
 deflate = pytest.importorskip("xyra._core.deflate")

@@ -9,7 +9,6 @@ kernel buffers fill after some KiB and the rest stays in the server's queue.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import resource
@@ -17,25 +16,19 @@ import struct
 from typing import Any
 
 import pytest
-from wsutil import NamedApp, errors_logged
+from kit import TIMEOUT, NamedApp, errors_logged, recv, upgrade_request
+from kit.refcodec import OP_BINARY, encode_frame, wire_length
 
 from xyra import App, SendStatus, WebSocket
 
-TIMEOUT = 10.0
 KiB = 1024
 MiB = 1024 * KiB
-DEFAULT_MAX_BACKPRESSURE = 64 * KiB * 16          # what docs/api.md documents
-SMALL_SNDBUF = 16 * KiB                           # the kernel doubles it
+DEFAULT_MAX_BACKPRESSURE = 64 * KiB * 16  # what docs/api.md documents
+SMALL_SNDBUF = 16 * KiB  # the kernel doubles it
 SMALL_RCVBUF = 4 * KiB
 
 
-def frame_size(payload_len: int) -> int:
-    """Bytes on the wire for an unmasked server frame with this payload."""
-    if payload_len < 126:
-        return 2 + payload_len
-    if payload_len < 65536:
-        return 4 + payload_len
-    return 10 + payload_len
+frame_size = wire_length  # of a server frame (unmasked) with a payload of this length
 
 
 def numbered(i: int, size: int) -> bytes:
@@ -74,12 +67,16 @@ class Tracker(NamedApp):
 # -- SendStatus and buffered_amount --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("limit", "size", "accepted"), [
-    (64 * KiB, 16 * KiB, 4),                      # 3 fit, the 4th goes over
-    (None, 64 * KiB, 16),                         # the default: 1 MiB = 64 KiB x 16
-])
+@pytest.mark.parametrize(
+    ("limit", "size", "accepted"),
+    [
+        (64 * KiB, 16 * KiB, 4),  # 3 fit, the 4th goes over
+        (None, 64 * KiB, 16),  # the default: 1 MiB = 64 KiB x 16
+    ],
+)
 async def test_send_status_and_buffered_amount_in_one_corked_burst(
-        serve: Any, raw_connect: Any, limit: int | None, size: int, accepted: int) -> None:
+    serve: Any, raw_connect: Any, limit: int | None, size: int, accepted: int
+) -> None:
     """Within one loop iteration nothing is written: the cork accounting alone decides."""
     options = {} if limit is None else {"max_backpressure": limit}
     t = Tracker(**options)
@@ -91,8 +88,10 @@ async def test_send_status_and_buffered_amount_in_one_corked_burst(
 
     assert ws.buffered_amount == 0 and ws.dropped == 0
     statuses = [ws.send(numbered(i, size)) for i in range(accepted + 2)]
-    assert statuses == ([SendStatus.SUCCESS] * (accepted - 1)
-                        + [SendStatus.BACKPRESSURE, SendStatus.DROPPED, SendStatus.DROPPED])
+    assert statuses == (
+        [SendStatus.SUCCESS] * (accepted - 1)
+        + [SendStatus.BACKPRESSURE, SendStatus.DROPPED, SendStatus.DROPPED]
+    )
     assert ws.buffered_amount == accepted * frame
     assert ws.dropped == 2
     assert ws.send(b"x") == SendStatus.DROPPED and ws.dropped == 3
@@ -109,13 +108,14 @@ async def test_send_status_and_buffered_amount_in_one_corked_burst(
 
 
 async def test_one_message_larger_than_the_limit_is_sent_with_backpressure(
-        serve: Any, raw_connect: Any) -> None:
+    serve: Any, raw_connect: Any
+) -> None:
     t = Tracker(max_backpressure=64 * KiB)
     server = await serve(t.app)
     raw = await raw_connect(server, "/ws?id=a")
     ws = await t.opened("a")
     big = os.urandom(200 * KiB)
-    assert ws.send(big) == SendStatus.BACKPRESSURE       # queued: the queue was empty
+    assert ws.send(big) == SendStatus.BACKPRESSURE  # queued: the queue was empty
     assert ws.buffered_amount == frame_size(len(big))
     assert ws.send(b"small") == SendStatus.DROPPED
     assert await raw.recv_frame() == (2, big)
@@ -137,8 +137,8 @@ async def test_send_status_on_a_client_that_never_reads(serve: Any, raw_connect:
     await raw_connect(server, "/ws?id=slow", rcvbuf=SMALL_RCVBUF)
     ws = await t.opened("slow")
 
-    log: list[tuple[int, int, SendStatus]] = []       # (i, buffered before, status)
-    for i in range(2000):                              # 16 MB: far more than any buffer
+    log: list[tuple[int, int, SendStatus]] = []  # (i, buffered before, status)
+    for i in range(2000):  # 16 MB: far more than any buffer
         before = ws.buffered_amount
         status = ws.send(numbered(i, size))
         log.append((i, before, status))
@@ -148,11 +148,15 @@ async def test_send_status_on_a_client_that_never_reads(serve: Any, raw_connect:
     else:
         pytest.fail("16 MB sent to a client that never reads, and nothing was dropped")
 
-    wrong = [(i, before, status.name, expected_status(before, frame, limit).name)
-             for i, before, status in log if status != expected_status(before, frame, limit)]
+    wrong = [
+        (i, before, status.name, expected_status(before, frame, limit).name)
+        for i, before, status in log
+        if status != expected_status(before, frame, limit)
+    ]
     assert wrong == [], (
         f"(i, buffered_amount before, status, documented status) with max_backpressure={limit},"
-        f" frame={frame}: {wrong[:5]}")
+        f" frame={frame}: {wrong[:5]}"
+    )
     statuses = [s for _, _, s in log]
     assert statuses[-2:] == [SendStatus.BACKPRESSURE, SendStatus.DROPPED]
     assert set(statuses[:-2]) == {SendStatus.SUCCESS}
@@ -169,7 +173,8 @@ async def test_send_status_on_a_client_that_never_reads(serve: Any, raw_connect:
 
 @pytest.mark.parametrize("limit", [16 * KiB, 64 * KiB, DEFAULT_MAX_BACKPRESSURE])
 async def test_publish_to_a_subscriber_that_never_reads_stays_bounded(
-        serve: Any, raw_connect: Any, limit: int) -> None:
+    serve: Any, raw_connect: Any, limit: int
+) -> None:
     """The queue held for a subscriber never grows past max_backpressure + one message."""
     size = 4 * KiB
     frame = frame_size(size)
@@ -195,7 +200,8 @@ async def test_publish_to_a_subscriber_that_never_reads_stays_bounded(
 
 @pytest.mark.parametrize("via", ["send", "publish"])
 async def test_close_on_backpressure_limit_terminates_the_slow_connection(
-        serve: Any, raw_connect: Any, connect: Any, caplog: Any, via: str) -> None:
+    serve: Any, raw_connect: Any, connect: Any, caplog: Any, via: str
+) -> None:
     caplog.set_level(logging.INFO)
     size = 8 * KiB
     t = Tracker(max_backpressure=64 * KiB, close_on_backpressure_limit=True)
@@ -215,12 +221,12 @@ async def test_close_on_backpressure_limit_terminates_the_slow_connection(
         else:
             t.app.publish("feed", numbered(i, size))
         # lockstep with the healthy client, so only the slow one falls behind
-        assert await asyncio.wait_for(healthy.recv(), TIMEOUT) == numbered(i, size)
+        assert await recv(healthy) == numbered(i, size)
     else:
         pytest.fail("the slow connection was never terminated")
 
     assert await t.closed("slow") == 1006
-    await slow.wait_closed()                              # TCP is gone (EOF or reset)
+    await slow.wait_closed()  # TCP is gone (EOF or reset)
     if via == "send":
         assert statuses[-1] == SendStatus.DROPPED
         assert SendStatus.DROPPED not in statuses[:-1]
@@ -230,7 +236,7 @@ async def test_close_on_backpressure_limit_terminates_the_slow_connection(
 
     # the healthy connection is untouched
     t.app.publish("feed", "still here")
-    assert await asyncio.wait_for(healthy.recv(), TIMEOUT) == "still here"
+    assert await recv(healthy) == "still here"
     assert not t.ws["ok"].closed
     assert errors_logged(caplog) == []
 
@@ -283,7 +289,8 @@ async def test_drain_handler_and_await_drain(serve: Any, raw_connect: Any, via: 
 
 
 async def test_drain_waits_while_the_queue_is_still_over_the_limit(
-        serve: Any, raw_connect: Any) -> None:
+    serve: Any, raw_connect: Any
+) -> None:
     """Neither the drain handler nor ``drain()`` may report a drain while the client reads
     nothing and ``buffered_amount`` is over ``max_backpressure``."""
     limit = 16 * KiB
@@ -298,19 +305,21 @@ async def test_drain_waits_while_the_queue_is_still_over_the_limit(
         await next_iteration()
     else:
         pytest.fail("2 MB sent and nothing stays queued")
-    ws.send(os.urandom(20 * KiB))          # over the limit now, whatever the status says
+    ws.send(os.urandom(20 * KiB))  # over the limit now, whatever the status says
     waiter = asyncio.ensure_future(ws.drain())
     for _ in range(5):
         await next_iteration()
     assert ws.buffered_amount > limit
-    assert t.drains == [], (f"drain handler ran with buffered_amount={ws.buffered_amount} "
-                            f"> max_backpressure={limit}")
+    assert t.drains == [], (
+        f"drain handler ran with buffered_amount={ws.buffered_amount} > max_backpressure={limit}"
+    )
     assert not waiter.done()
     waiter.cancel()
 
 
 async def test_await_drain_returns_when_the_connection_is_lost(
-        serve: Any, raw_connect: Any) -> None:
+    serve: Any, raw_connect: Any
+) -> None:
     t = Tracker(max_backpressure=16 * KiB)
     server = await serve(t.app)
     raw = await raw_connect(server, "/ws?id=a")
@@ -319,7 +328,7 @@ async def test_await_drain_returns_when_the_connection_is_lost(
     waiter = asyncio.ensure_future(ws.drain())
     raw.abort()
     assert await t.closed("a") == 1006
-    await asyncio.wait_for(waiter, TIMEOUT)      # it does not hang on a dead connection
+    await asyncio.wait_for(waiter, TIMEOUT)  # it does not hang on a dead connection
     assert ws.buffered_amount == 0
     assert ws.send(b"x") == SendStatus.DROPPED
 
@@ -339,8 +348,9 @@ async def test_async_handler_awaiting_drain_paces_itself(serve: Any, raw_connect
                 await ws.drain()
         done.set_result(statuses)
 
-    app.websocket("/ws", {"open": producer, "message": lambda ws, m, op: None},
-                  max_backpressure=limit)
+    app.websocket(
+        "/ws", {"open": producer, "message": lambda ws, m, op: None}, max_backpressure=limit
+    )
     server = await serve(app, sndbuf=SMALL_SNDBUF)
     raw = await raw_connect(server, "/ws", rcvbuf=SMALL_RCVBUF)
     for i in range(count):
@@ -355,11 +365,8 @@ async def test_async_handler_awaiting_drain_paces_itself(serve: Any, raw_connect
 class StreamClient(asyncio.Protocol):
     """A light subscriber: handshake, then compare the byte stream with the expected one."""
 
-    def __init__(self, port: int, name: str, expected: bytes, progress: Progress) -> None:
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.request = (f"GET /ws?id={name}&topics=feed HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                        f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    def __init__(self, name: str, expected: bytes, progress: Progress) -> None:
+        self.request = upgrade_request(f"/ws?id={name}&topics=feed")
         self.expected = expected
         self.progress = progress
         self.head = bytearray()
@@ -382,7 +389,7 @@ class StreamClient(asyncio.Protocol):
             if not self.head.startswith(b"HTTP/1.1 101"):
                 self.handshaken.set_exception(ConnectionError(bytes(self.head)))
                 return
-            data = bytes(self.head[end + 4:])
+            data = bytes(self.head[end + 4 :])
             self.handshaken.set_result(None)
         if data and self.mismatch_at is None:
             if not self.expected.startswith(data, self.offset):
@@ -446,7 +453,7 @@ async def test_slow_subscriber_among_1000(serve: Any, raw_connect: Any) -> None:
     fast_count, messages, size, batch = 999, 2000, 1 * KiB, 40
     raise_fd_limit(2 * (fast_count + 1) + 200)
     loop = asyncio.get_running_loop()
-    t = Tracker()                                         # default max_backpressure
+    t = Tracker()  # default max_backpressure
     server = await serve(t.app, sndbuf=SMALL_SNDBUF, backlog=1024)
     await raw_connect(server, "/ws?id=slow&topics=feed", rcvbuf=SMALL_RCVBUF)
     slow = await t.opened("slow")
@@ -468,7 +475,7 @@ async def test_slow_subscriber_among_1000(serve: Any, raw_connect: Any) -> None:
 
     payloads = [numbered(i, size) for i in range(messages)]
     frame = frame_size(size)
-    expected = b"".join(b"\x82\x7e" + struct.pack("!H", size) + p for p in payloads)
+    expected = b"".join(encode_frame(OP_BINARY, p) for p in payloads)
     assert len(expected) == messages * frame
 
     progress = Progress(fast_count)
@@ -477,14 +484,15 @@ async def test_slow_subscriber_among_1000(serve: Any, raw_connect: Any) -> None:
 
     async def open_one(n: int) -> None:
         async with gate:
-            client = StreamClient(server.port, f"f{n}", expected, progress)
+            client = StreamClient(f"f{n}", expected, progress)
             clients.append(client)
             await loop.create_connection(lambda: client, "127.0.0.1", server.port)
             await asyncio.wait_for(client.handshaken, TIMEOUT)
 
     try:
-        await asyncio.wait_for(asyncio.gather(*(open_one(n) for n in range(fast_count))),
-                               3 * TIMEOUT)
+        await asyncio.wait_for(
+            asyncio.gather(*(open_one(n) for n in range(fast_count))), 3 * TIMEOUT
+        )
         assert t.app.num_subscribers("feed") == fast_count + 1
 
         for start in range(0, messages, batch):

@@ -1,8 +1,8 @@
 """The compression workloads of ``xyra bench``, checked from outside the load client.
 
-The load client counts compressed frames without inflating them; here a plain
-socket client subscribes to the xyra adapter's ``/pubsub_deflate`` route, offering
-permessage-deflate, and inflates what a publisher's message became. The workloads
+The load client counts compressed frames without inflating them; here a raw client
+subscribes to the xyra adapter's ``/pubsub_deflate`` route, offering permessage-deflate,
+and inflates what a publisher's message became. The workloads
 themselves run in test_bench_smoke.py (every workload against Xyra); socketify's
 pub/sub run is here, when it is installed.
 """
@@ -10,106 +10,54 @@ pub/sub run is here, when it is installed.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import time
 import zlib
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from kit import wait_for_condition
+from kit.refcodec import OP_CONT, OP_TEXT, encode_frame
 
 pytest.importorskip("xyra.bench._drivers.loadgen", reason="the load client is not compiled")
 
-from test_bench_smoke import SETTINGS, check, xyra_missing
+from test_bench_smoke import SETTINGS, check
 
-from xyra.bench import procs
 from xyra.bench import workloads as wl
 from xyra.bench._drivers import loadgen
-from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT, HANDSHAKE_KEY, client_frame
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT
 from xyra.bench.payloads import deflate_message, inflate_message, json_messages
 from xyra.bench.peers import PEERS
 from xyra.bench.runner import measure
+from xyra.bench.servers import xyra_server
 
 
-def connect(port: int, path: str, offer: bool) -> tuple[socket.socket, bytes]:
-    """An upgraded connection and the response head."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {HANDSHAKE_KEY.decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n".encode()
-        + (b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if offer else b"")
-        + b"\r\n"
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed during the handshake"
-        head += chunk
-    head, rest = head.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.1 101") and HANDSHAKE_ACCEPT in head, head
-    assert not rest
-    return sock, head
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "connection closed"
-        data += chunk
-    return data
-
-
-def recv_frame(sock: socket.socket) -> tuple[int, bytes]:
-    """First byte and payload of one unmasked server frame."""
-    b0, b1 = recv_exactly(sock, 2)
-    n = b1 & 0x7F
-    if n == 126:
-        n = int.from_bytes(recv_exactly(sock, 2), "big")
-    elif n == 127:
-        n = int.from_bytes(recv_exactly(sock, 8), "big")
-    assert not b1 & 0x80, "server frames are not masked"
-    return b0, recv_exactly(sock, n)
-
-
-@pytest.fixture
-def xyra_port() -> Iterator[int]:
-    if why := xyra_missing():
-        pytest.skip(why)
-    peer = PEERS["xyra"]
-    port = procs.free_port()
-    server = procs.spawn(peer.command(port), None, env=peer.env())
-    try:
-        procs.wait_listening(port, server, 30)
-        yield port
-    finally:
-        procs.kill(server)
-
-
-@pytest.mark.timeout(60)
-def test_published_json_arrives_deflated_and_inflates(xyra_port: int) -> None:
+async def test_published_json_arrives_deflated_and_inflates(serve: Any, raw_connect: Any) -> None:
+    # The adapter's app, served on the test's loop: its subscriptions can be counted.
+    app = xyra_server.build_app()
+    server = await serve(app)
     path = f"{wl.PUBSUB_DEFLATE_ROUTE}?topic=check"
-    deflated, head = connect(xyra_port, path, offer=True)
-    plain, plain_head = connect(xyra_port, path, offer=False)
-    publisher, _ = connect(xyra_port, path, offer=False)
-    try:
-        assert b"sec-websocket-extensions: permessage-deflate" in head.lower()
-        assert b"sec-websocket-extensions" not in plain_head.lower()
-        message = json_messages(3)[2]
-        # The subscriptions are made in `open`; give the server a moment before publishing.
-        time.sleep(0.2)
-        publisher.sendall(client_frame(message, 1, os.urandom(4)))
-        first, payload = recv_frame(deflated)
-        assert first == 0x80 | 0x40 | 1, "FIN, RSV1 and TEXT"
-        assert len(payload) < len(message) / 2
-        inflated = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
-        assert inflated == message
-        # The subscriber that did not offer the extension gets the same message plain.
-        assert recv_frame(plain) == (0x80 | 1, message)
-    finally:
-        for sock in (deflated, plain, publisher):
-            sock.close()
+    offer = f"Sec-WebSocket-Extensions: {wl.OFFER.decode()}\r\n"
+    deflated = await raw_connect(server, path, headers=offer)
+    plain = await raw_connect(server, path)
+    publisher = await raw_connect(server, path)
+    assert b"sec-websocket-extensions: permessage-deflate" in deflated.head.lower()
+    assert b"sec-websocket-extensions" not in plain.head.lower()
+    # The subscriptions are made in `open`, which may run after the 101 went out.
+    await wait_for_condition(lambda: app.num_subscribers("check") == 3)
+    message = json_messages(3)[2]
+    await publisher.send_frame(OP_TEXT, message)
+    first = await deflated.recv_wire_frame()
+    assert (first.fin, first.rsv1, first.opcode) == (True, True, OP_TEXT)
+    assert len(first.payload) < len(message) / 2
+    inflated = zlib.decompressobj(-15).decompress(first.payload + b"\x00\x00\xff\xff")
+    assert inflated == message
+    # The subscriber that did not offer the extension gets the same message plain.
+    second = await plain.recv_wire_frame()
+    assert (second.fin, second.rsv1, second.opcode, second.payload) == (
+        True,
+        False,
+        OP_TEXT,
+        message,
+    )
 
 
 @pytest.mark.timeout(180)
@@ -151,20 +99,18 @@ class FakeTransport:
 
 def test_frame_counter_counts_rsv1_messages() -> None:
     counter = loadgen.FrameCounter()
-    compressed = bytearray(client_frame(b"z" * 200, 1))
-    compressed[0] |= 0x40
+    compressed = encode_frame(OP_TEXT, b"z" * 200, rsv1=True)
     # A fragmented compressed message: RSV1 on the first frame only.
-    first = bytearray(client_frame(b"a" * 10, 1, fin=False))
-    first[0] |= 0x40
-    rest = client_frame(b"b" * 10, 0)
-    counter.feed(bytes(compressed) + client_frame(b"plain", 1) + bytes(first) + rest)
+    first = encode_frame(OP_TEXT, b"a" * 10, fin=False, rsv1=True)
+    rest = encode_frame(OP_CONT, b"b" * 10)
+    counter.feed(compressed + encode_frame(OP_TEXT, b"plain") + first + rest)
     assert counter.messages == 3 and counter.compressed == 2
 
 
 def test_connection_offers_deflate_and_rotates_frames() -> None:
     loop = asyncio.new_event_loop()
     try:
-        frames = [client_frame(b"%d" % i, 1, b"abcd") for i in range(3)]
+        frames = [encode_frame(OP_TEXT, b"%d" % i, mask=b"abcd") for i in range(3)]
         conn = loadgen.Connection(
             loop,
             loadgen.Stats(),

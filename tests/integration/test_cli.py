@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import websockets
+from kit import START_TIMEOUT, TIMEOUT, recv, wait_for_condition
 
 import xyra
 from xyra.__main__ import AppSpecError, load_app, main
@@ -72,15 +71,20 @@ def test_version_has_one_source() -> None:
         }
 
 
-async def _connect_and_receive(port: int, deadline: float) -> str | bytes:
-    while True:
+async def _first_message(port: int) -> str | bytes:
+    """The first message of a connection to the started server, once it listens."""
+    received: list[str | bytes] = []
+
+    async def listening_and_received() -> bool:
         try:
-            async with websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=5) as ws:
-                return await asyncio.wait_for(ws.recv(), 5)
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT) as ws:
+                received.append(await recv(ws))
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+            return False  # not listening yet
+        return True
+
+    await wait_for_condition(listening_and_received, timeout=START_TIMEOUT)
+    return received[0]
 
 
 @COMMANDS
@@ -97,8 +101,8 @@ async def test_run_example_app(cmd: list[str]) -> None:
     )
     try:
         try:
-            message = await _connect_and_receive(port, time.monotonic() + 20)
-        except OSError:
+            message = await _first_message(port)
+        except AssertionError:
             proc.kill()
             _, err = proc.communicate(timeout=10)
             pytest.fail(f"xyra run did not serve on {port}; exit {proc.returncode}:\n{err}")

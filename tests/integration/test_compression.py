@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 
 import pytest
 import websockets
+from kit import RawClient, client_frame, recv, served, upgrade_request, ws_url
+from kit.refcodec import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-from wsutil import TIMEOUT, RawClient, frame, request, served, url
 
 from xyra import App
 
@@ -19,16 +19,14 @@ def echo_app(mode: str, **options: object) -> App:
     app = App()
     app.websocket(
         "/",
-        {"message": lambda ws, m, op: ws.send(m, op, compress=True),
-         "open": lambda ws: ws.subscribe("news")},
+        {
+            "message": lambda ws, m, op: ws.send(m, op, compress=True),
+            "open": lambda ws: ws.subscribe("news"),
+        },
         compression=mode,
         **options,
     )
     return app
-
-
-async def recv(client: websockets.ClientConnection) -> str | bytes:
-    return await asyncio.wait_for(client.recv(), TIMEOUT)
 
 
 PARAMS = [
@@ -38,8 +36,12 @@ PARAMS = [
     {"server_max_window_bits": 10},
     {"client_max_window_bits": 9},
     {"client_max_window_bits": True},
-    {"server_no_context_takeover": True, "client_no_context_takeover": True,
-     "server_max_window_bits": 12, "client_max_window_bits": 11},
+    {
+        "server_no_context_takeover": True,
+        "client_no_context_takeover": True,
+        "server_max_window_bits": 12,
+        "client_max_window_bits": 11,
+    },
 ]
 
 
@@ -47,8 +49,10 @@ PARAMS = [
 @pytest.mark.parametrize("mode", ["shared", "dedicated"])
 async def test_negotiation_and_roundtrip(mode: str, params: dict) -> None:
     factory = ClientPerMessageDeflateFactory(**params)
-    async with served(echo_app(mode)) as server, \
-            websockets.connect(url(server), extensions=[factory], compression=None) as c:
+    async with (
+        served(echo_app(mode)) as server,
+        websockets.connect(ws_url(server), extensions=[factory], compression=None) as c,
+    ):
         header = c.response.headers.get("Sec-WebSocket-Extensions")
         assert header is not None and header.startswith("permessage-deflate")
         if mode == "shared":
@@ -64,34 +68,21 @@ async def test_negotiation_and_roundtrip(mode: str, params: dict) -> None:
 
 async def test_compressed_frames_are_really_compressed_and_small_ones_are_not() -> None:
     async with served(echo_app("shared")) as server:
-        raw = await RawClient.connect(server)
-        raw.writer.write(request(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert b"permessage-deflate" in head
-        raw.send(frame(1, TEXT.encode()))
-        b0, payload = await _read_raw(raw)
-        assert b0 & 0x40 and len(payload) < len(TEXT) // 4  # RSV1 set, much smaller
+        raw = await _negotiated_raw(server)
+        await raw.send_frame(OP_TEXT, TEXT.encode())
+        reply = await raw.recv_wire_frame()
+        assert reply.rsv1 and len(reply.payload) < len(TEXT) // 4  # compressed, much smaller
         inflater = zlib.decompressobj(-15)
-        assert inflater.decompress(payload + b"\x00\x00\xff\xff").decode() == TEXT
-        raw.send(frame(1, b"short"))  # under compression_threshold: sent plain
-        b0, payload = await _read_raw(raw)
-        assert not b0 & 0x40 and payload == b"short"
-
-
-async def _read_raw(raw: RawClient) -> tuple[int, bytes]:
-    b0, b1 = await asyncio.wait_for(raw.reader.readexactly(2), TIMEOUT)
-    n = b1 & 0x7F
-    if n == 126:
-        n = int.from_bytes(await raw.reader.readexactly(2), "big")
-    elif n == 127:
-        n = int.from_bytes(await raw.reader.readexactly(8), "big")
-    return b0, await raw.reader.readexactly(n)
+        assert inflater.decompress(reply.payload + b"\x00\x00\xff\xff").decode() == TEXT
+        await raw.send_frame(OP_TEXT, b"short")  # under compression_threshold: sent plain
+        reply = await raw.recv_wire_frame()
+        assert not reply.rsv1 and reply.payload == b"short"
 
 
 async def _negotiated_raw(server) -> RawClient:
     raw = await RawClient.connect(server)
-    raw.writer.write(request(extra="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
-    await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    await raw.send(upgrade_request(headers="Sec-WebSocket-Extensions: permessage-deflate\r\n"))
+    assert b"permessage-deflate" in await raw.recv_head()
     return raw
 
 
@@ -108,9 +99,9 @@ async def test_compression_bomb_closes_1009_without_inflating_it() -> None:
     assert len(bomb) < 100_000
     async with served(echo_app("shared", max_payload_length=1 << 20)) as server:
         raw = await _negotiated_raw(server)
-        raw.send(frame(2, bomb, rsv=0x40))
-        assert (await raw.read_close())[0] == 1009
-        async with websockets.connect(url(server)) as neighbour:
+        await raw.send_frame(OP_BINARY, bomb, rsv1=True)
+        assert (await raw.recv_close())[0] == 1009
+        async with websockets.connect(ws_url(server)) as neighbour:
             await neighbour.send(TEXT)
             assert await recv(neighbour) == TEXT
 
@@ -118,18 +109,26 @@ async def test_compression_bomb_closes_1009_without_inflating_it() -> None:
 @pytest.mark.parametrize(
     ("name", "data", "code"),
     [
-        ("corrupt deflate data", frame(2, b"\xff\xff\xff\xff", rsv=0x40), 1007),
-        ("rsv1 on continuation",
-         frame(1, _deflate(b"ab"), rsv=0x40, fin=False) + frame(0, b"x", rsv=0x40), 1002),
-        ("rsv1 on a ping", frame(9, b"", rsv=0x40), 1002),
-        ("invalid utf-8 inside compressed text", frame(1, _deflate(b"\xff\xfe"), rsv=0x40), 1007),
+        ("corrupt deflate data", client_frame(OP_BINARY, b"\xff\xff\xff\xff", rsv1=True), 1007),
+        (
+            "rsv1 on continuation",
+            client_frame(OP_TEXT, _deflate(b"ab"), rsv1=True, fin=False)
+            + client_frame(OP_CONT, b"x", rsv1=True),
+            1002,
+        ),
+        ("rsv1 on a ping", client_frame(OP_PING, b"", rsv1=True), 1002),
+        (
+            "invalid utf-8 inside compressed text",
+            client_frame(OP_TEXT, _deflate(b"\xff\xfe"), rsv1=True),
+            1007,
+        ),
     ],
 )
 async def test_bad_compressed_input(name: str, data: bytes, code: int) -> None:
     async with served(echo_app("shared")) as server:
         raw = await _negotiated_raw(server)
-        raw.send(data)
-        assert (await raw.read_close())[0] == code
+        await raw.send(data)
+        assert (await raw.recv_close())[0] == code
 
 
 async def test_fragmented_compressed_message() -> None:
@@ -137,21 +136,28 @@ async def test_fragmented_compressed_message() -> None:
     async with served(echo_app("dedicated")) as server:
         raw = await _negotiated_raw(server)
         half = len(payload) // 2
-        raw.send(frame(1, payload[:half], rsv=0x40, fin=False) + frame(9, b"p")
-                 + frame(0, payload[half:]))
-        assert await raw.read_frame() == (10, b"p")
-        _, reply = await _read_raw(raw)
-        assert zlib.decompressobj(-15).decompress(reply + b"\x00\x00\xff\xff").decode() == TEXT
+        await raw.send(
+            client_frame(OP_TEXT, payload[:half], rsv1=True, fin=False)
+            + client_frame(OP_PING, b"p")
+            + client_frame(OP_CONT, payload[half:])
+        )
+        assert await raw.recv_frame() == (OP_PONG, b"p")
+        reply = await raw.recv_wire_frame()
+        assert reply.rsv1 and reply.opcode == OP_TEXT
+        inflated = zlib.decompressobj(-15).decompress(reply.payload + b"\x00\x00\xff\xff")
+        assert inflated.decode() == TEXT
 
 
 @pytest.mark.parametrize("mode", ["shared", "dedicated"])
 async def test_publish_compressed_reaches_compressing_and_plain_subscribers(mode: str) -> None:
     app = echo_app(mode)
     small = ClientPerMessageDeflateFactory(server_max_window_bits=9)
-    async with served(app) as server, \
-            websockets.connect(url(server)) as comp, \
-            websockets.connect(url(server), extensions=[small], compression=None) as comp9, \
-            websockets.connect(url(server), compression=None) as plain:
+    async with (
+        served(app) as server,
+        websockets.connect(ws_url(server)) as comp,
+        websockets.connect(ws_url(server), extensions=[small], compression=None) as comp9,
+        websockets.connect(ws_url(server), compression=None) as plain,
+    ):
         assert comp.response.headers.get("Sec-WebSocket-Extensions")
         assert "server_max_window_bits=9" in comp9.response.headers["Sec-WebSocket-Extensions"]
         assert plain.response.headers.get("Sec-WebSocket-Extensions") is None
@@ -168,13 +174,15 @@ async def test_publish_compressed_reaches_compressing_and_plain_subscribers(mode
 async def test_malformed_offer_is_400() -> None:
     async with served(echo_app("shared")) as server:
         raw = await RawClient.connect(server)
-        raw.send(request(extra="Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n"))
-        status, body = await raw.http_response()
-        assert status == 400 and b"Sec-WebSocket-Extensions" in body
+        await raw.send(
+            upgrade_request(headers="Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n")
+        )
+        response = await raw.recv_response()
+        assert response.status == 400 and b"Sec-WebSocket-Extensions" in response.body
 
 
 async def test_compression_off_declines() -> None:
-    async with served(echo_app("off")) as server, websockets.connect(url(server)) as c:
+    async with served(echo_app("off")) as server, websockets.connect(ws_url(server)) as c:
         assert c.response.headers.get("Sec-WebSocket-Extensions") is None
         await c.send(TEXT)
         assert await recv(c) == TEXT

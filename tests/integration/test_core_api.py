@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import aiohttp
 import pytest
 import websockets
+from kit import TIMEOUT, RawClient, closed_code, recv, served, ws_url
+from kit.refcodec import OP_CLOSE
 from websockets.exceptions import ConnectionClosed as ClientClosed
-from wsutil import TIMEOUT, RawClient, frame, served, url
+from websockets.exceptions import InvalidStatus
 
 from xyra import App, CloseCode, ConnectionClosed, OpCode, SendStatus, WebSocket
-
-
-async def recv(client: websockets.ClientConnection) -> str | bytes:
-    return await asyncio.wait_for(client.recv(), TIMEOUT)
-
-
-async def closed_code(client: websockets.ClientConnection) -> tuple[int, str]:
-    await asyncio.wait_for(client.wait_closed(), TIMEOUT)
-    rcvd = client.protocol.close_rcvd
-    return (rcvd.code, rcvd.reason) if rcvd else (1006, "")
 
 
 def echo_app(**options: object) -> App:
@@ -39,7 +32,7 @@ async def test_simple_handler_sends_on_open_and_discards_later_messages() -> Non
         opened.append(websocket)
         websocket.send("Connected!")
 
-    async with served(app) as server, websockets.connect(url(server, "/ws")) as client:
+    async with served(app) as server, websockets.connect(ws_url(server, "/ws")) as client:
         assert await recv(client) == "Connected!"
         await client.send("ignored")
         await client.ping()  # the connection stays open and healthy after the handler
@@ -63,7 +56,7 @@ async def test_async_simple_handler_consumes_with_async_for_and_receive() -> Non
         done.set()
 
     async with served(app) as server:
-        async with websockets.connect(url(server, "/ws")) as client:
+        async with websockets.connect(ws_url(server, "/ws")) as client:
             await client.send("a")
             assert await recv(client) == "first:a"
             for m in ["b", b"c", "d"]:
@@ -96,7 +89,7 @@ async def test_event_dict_types_opcodes_and_one_object_per_connection() -> None:
 
     app.websocket("/chat", {"open": on_open, "message": on_message, "close": on_close})
     async with served(app) as server:
-        async with websockets.connect(url(server, "/chat")) as client:
+        async with websockets.connect(ws_url(server, "/chat")) as client:
             assert await recv(client) == "Welcome!"
             await client.send("héllo")
             assert await recv(client) == "héllo"
@@ -128,7 +121,7 @@ async def test_send_with_explicit_opcode_and_bytes_like() -> None:
             ws.send("x", OpCode.CLOSE)
 
     app.websocket("/", {"open": on_open})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         assert await recv(client) == b"as binary"
         assert await recv(client) == "as text"
         assert await recv(client) == b"ba"
@@ -144,14 +137,16 @@ async def test_close_handler_gets_the_peers_code(client_close, expected) -> None
     got: asyncio.Future = asyncio.get_running_loop().create_future()
     app.websocket("/", {"close": lambda ws, code, msg: got.set_result((code, msg, ws.closed))})
     async with served(app) as server:
-        raw = await RawClient.connect(server)
-        await raw.handshake()
-        payload = b"" if client_close is None else (
-            client_close[0].to_bytes(2, "big") + client_close[1].encode())
-        raw.send(frame(8, payload))
+        raw = await RawClient.open(server)
+        payload = (
+            b""
+            if client_close is None
+            else (client_close[0].to_bytes(2, "big") + client_close[1].encode())
+        )
+        await raw.send_frame(OP_CLOSE, payload)
         # the server answers with a close frame echoing the code, then closes TCP
-        assert await raw.read_close() == (expected[0], "")
-        assert await raw.closed_by_server()
+        assert await raw.recv_close() == (expected[0], "")
+        await raw.wait_closed()
         assert await asyncio.wait_for(got, TIMEOUT) == (*expected, True)
 
 
@@ -160,8 +155,7 @@ async def test_abnormal_close_reports_1006() -> None:
     got: asyncio.Future = asyncio.get_running_loop().create_future()
     app.websocket("/", {"close": lambda ws, code, msg: got.set_result((code, msg))})
     async with served(app) as server:
-        raw = await RawClient.connect(server)
-        await raw.handshake()
+        raw = await RawClient.open(server)
         raw.close()
         assert await asyncio.wait_for(got, TIMEOUT) == (1006, "")
 
@@ -176,10 +170,11 @@ async def test_server_close_runs_the_handshake_and_sends_are_dropped_after() -> 
         after.append(ws.send("late"))
         ws.close()  # a second close is harmless
 
-    app.websocket("/", {"message": on_message,
-                        "close": lambda ws, c, m: got.set_result((c, m, ws.send("x")))})
+    app.websocket(
+        "/", {"message": on_message, "close": lambda ws, c, m: got.set_result((c, m, ws.send("x")))}
+    )
     async with served(app) as server:
-        async with websockets.connect(url(server)) as client:
+        async with websockets.connect(ws_url(server)) as client:
             await client.send("close me")
             assert await closed_code(client) == (1001, "Going away")
         assert await asyncio.wait_for(got, TIMEOUT) == (1001, "Going away", SendStatus.DROPPED)
@@ -189,21 +184,23 @@ async def test_server_close_runs_the_handshake_and_sends_are_dropped_after() -> 
 async def test_close_without_answer_times_out() -> None:
     app = App()
     got: asyncio.Future = asyncio.get_running_loop().create_future()
-    app.websocket("/", {"open": lambda ws: ws.close(1000, "bye"),
-                        "close": lambda ws, c, m: got.set_result(c)}, close_timeout=0.3)
+    app.websocket(
+        "/",
+        {"open": lambda ws: ws.close(1000, "bye"), "close": lambda ws, c, m: got.set_result(c)},
+        close_timeout=0.3,
+    )
     async with served(app) as server:
-        raw = await RawClient.connect(server)
-        await raw.handshake()
-        assert await raw.read_close() == (1000, "bye")
+        raw = await RawClient.open(server)
+        assert await raw.recv_close() == (1000, "bye")
         # we never answer: the server gives up after close_timeout
         assert await asyncio.wait_for(got, TIMEOUT) == 1006
-        assert await raw.closed_by_server()
+        await raw.wait_closed()
 
 
 async def test_terminate_drops_tcp() -> None:
     app = App()
     app.websocket("/", {"message": lambda ws, m, op: ws.terminate()})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("x")
         code, _ = await closed_code(client)
         assert code == 1006
@@ -220,8 +217,10 @@ async def test_handler_error_closes_1011_and_others_continue(caplog) -> None:
     app.websocket("/", {"message": on_message})
     caplog.set_level(logging.ERROR, logger="xyra")
     async with served(app) as server:
-        async with websockets.connect(url(server)) as good, \
-                websockets.connect(url(server)) as bad:
+        async with (
+            websockets.connect(ws_url(server)) as good,
+            websockets.connect(ws_url(server)) as bad,
+        ):
             await bad.send("boom")
             code, reason = await closed_code(bad)
             assert (code, reason) == (1011, "")
@@ -238,7 +237,7 @@ async def test_async_message_handlers_run_in_arrival_order() -> None:
         ws.send(message)
 
     app.websocket("/", {"message": on_message})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         for i in range(20):
             await client.send(str(i))
         assert [await recv(client) for _ in range(20)] == [str(i) for i in range(20)]
@@ -252,7 +251,7 @@ async def test_async_open_runs_before_messages() -> None:
         ws.send("opened")
 
     app.websocket("/", {"open": on_open, "message": lambda ws, m, op: ws.send(m)})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("m")
         assert [await recv(client), await recv(client)] == ["opened", "m"]
 
@@ -262,24 +261,37 @@ async def test_ws_properties() -> None:
     seen: dict[str, object] = {}
 
     def on_open(ws: WebSocket) -> None:
-        seen.update(remote=ws.remote_address, path=ws.path, sub=ws.subprotocol,
-                    closed=ws.closed, buffered=ws.buffered_amount, dropped=ws.dropped)
+        seen.update(
+            remote=ws.remote_address,
+            path=ws.path,
+            sub=ws.subprotocol,
+            closed=ws.closed,
+            buffered=ws.buffered_amount,
+            dropped=ws.dropped,
+        )
         ws.send("ok")
 
     app.websocket("/p", {"open": on_open}, subprotocols=["v2", "v1"])
     async with served(app) as server:
-        async with websockets.connect(url(server, "/p?room=1"),
-                                      subprotocols=["v1", "v2"]) as client:
+        async with websockets.connect(
+            ws_url(server, "/p?room=1"), subprotocols=["v1", "v2"]
+        ) as client:
             assert await recv(client) == "ok"
             assert client.subprotocol == "v1"  # the first one the client offers
             port = client.local_address[1]
-    assert seen == {"remote": ("127.0.0.1", port), "path": "/p?room=1", "sub": "v1",
-                    "closed": False, "buffered": 0, "dropped": 0}
+    assert seen == {
+        "remote": ("127.0.0.1", port),
+        "path": "/p?room=1",
+        "sub": "v1",
+        "closed": False,
+        "buffered": 0,
+        "dropped": 0,
+    }
 
 
 async def test_max_payload_length_closes_1009() -> None:
     app = echo_app(max_payload_length=1000)
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("x" * 1000)
         assert await recv(client) == "x" * 1000
         await client.send("x" * 1001)
@@ -288,8 +300,7 @@ async def test_max_payload_length_closes_1009() -> None:
 
 async def test_large_messages_roundtrip() -> None:
     app = echo_app(max_payload_length=16 << 20)
-    async with served(app) as server, \
-            websockets.connect(url(server), max_size=None) as client:
+    async with served(app) as server, websockets.connect(ws_url(server), max_size=None) as client:
         for size in (125, 126, 65535, 65536, 1 << 20, 5 << 20):
             data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
             await client.send(data)
@@ -298,7 +309,7 @@ async def test_large_messages_roundtrip() -> None:
 
 async def test_idle_timeout_closes_1001() -> None:
     app = echo_app(idle_timeout=0.3, ping_interval=0)
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         assert await closed_code(client) == (1001, "idle timeout")
 
 
@@ -312,13 +323,19 @@ async def test_automatic_pings_keep_a_healthy_connection_alive() -> None:
         if len(pongs) == 5 and not five.done():
             five.set_result(None)
 
-    app.websocket("/", {"message": lambda ws, m, op: ws.send(m), "pong": on_pong},
-                  idle_timeout=0.4, ping_interval=0.1)
+    app.websocket(
+        "/",
+        {"message": lambda ws, m, op: ws.send(m), "pong": on_pong},
+        idle_timeout=0.4,
+        ping_interval=0.1,
+    )
     # The timer logic itself is tests/unit/test_endpoint.py's (a fake clock); this checks
     # that the server's real tick drives it: five pings answered span more than an idle
     # timeout, and only the pongs kept the connection open.
-    async with served(app) as server, \
-            websockets.connect(url(server), ping_interval=None) as client:
+    async with (
+        served(app) as server,
+        websockets.connect(ws_url(server), ping_interval=None) as client,
+    ):
         await asyncio.wait_for(five, TIMEOUT)
         await client.send("alive")
         assert await recv(client) == "alive"
@@ -328,7 +345,7 @@ async def test_ping_and_pong_handlers_and_auto_pong() -> None:
     app = App()
     pings: list[bytes] = []
     app.websocket("/", {"ping": lambda ws, p: pings.append(p)})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         waiter = await client.ping(b"hello")
         await asyncio.wait_for(waiter, TIMEOUT)
     assert pings == [b"hello"]
@@ -344,7 +361,7 @@ async def test_graceful_stop_closes_with_1001_and_runs_hooks() -> None:
         calls.append("shutdown")
 
     server = await app.start(0)
-    async with websockets.connect(url(server)) as client:
+    async with websockets.connect(ws_url(server)) as client:
         await server.stop()
         assert await closed_code(client) == (1001, "server shutting down")
     assert calls == ["startup", "shutdown"]
@@ -353,7 +370,7 @@ async def test_graceful_stop_closes_with_1001_and_runs_hooks() -> None:
 async def test_aiohttp_client_interop() -> None:
     app = echo_app()
     async with served(app) as server, aiohttp.ClientSession() as session:
-        async with session.ws_connect(url(server)) as ws:
+        async with session.ws_connect(ws_url(server)) as ws:
             await ws.send_str("hi")
             assert (await ws.receive(timeout=TIMEOUT)).data == "hi"
             await ws.send_bytes(b"\x01")
@@ -364,7 +381,7 @@ async def test_send_from_another_thread() -> None:
     app = App()
     opened: asyncio.Future = asyncio.get_running_loop().create_future()
     app.websocket("/", {"open": opened.set_result})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         ws = await asyncio.wait_for(opened, TIMEOUT)
         await asyncio.to_thread(ws.send, "from a thread")
         assert await recv(client) == "from a thread"
@@ -380,15 +397,96 @@ def test_registration_errors() -> None:
         app.websocket("/a", {"open": print}, max_payload=1)
     with pytest.raises(ValueError, match="must start with '/'"):
         app.websocket("a", {"open": print})
+    with pytest.raises(TypeError, match="a handler function or a dict of handlers, not int"):
+        app.websocket("/a", 42)  # type: ignore[arg-type]
     app.websocket("/a", {"open": print})
     with pytest.raises(ValueError, match="already registered"):
         app.websocket("/a", lambda ws: None)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "error", "match"),
+    [
+        ("max_payload_length", 0, ValueError, "max_payload_length must be an int >= 1, got 0"),
+        ("max_backpressure", 0, ValueError, "max_backpressure must be an int >= 1, got 0"),
+        ("max_queue", 0, ValueError, "max_queue must be an int >= 1, got 0"),
+        ("idle_timeout", -1, ValueError, "idle_timeout must be a number >= 0"),
+        ("close_timeout", -1, ValueError, "close_timeout must be a number >= 0"),
+        ("ping_interval", -1, ValueError, "ping_interval must be a number >= 0"),
+        ("compression_threshold", -1, ValueError, "compression_threshold must be an int >= 0, got -1"),
+        ("compression", "gzip", ValueError, "compression must be 'off', 'shared' or 'dedicated'"),
+        ("rate_limit_action", "ignore", ValueError, "rate_limit_action must be one of"),
+        ("max_messages_per_second", -1, ValueError, "max_messages_per_second must be a number >= 0"),
+        ("max_bytes_per_second", -1, ValueError, "max_bytes_per_second must be a number >= 0"),
+        ("allowed_origins", "https://app.example", TypeError, "allowed_origins must be"),
+        ("subprotocols", "chat", TypeError, "subprotocols must be a list of names"),
+    ],
+)
+def test_bad_route_options_are_refused_at_registration(
+    option: str, value: object, error: type[Exception], match: str
+) -> None:
+    app = App()
+    with pytest.raises(error, match=match):
+        app.websocket("/", {"open": print}, **{option: value})
+    app.websocket("/", {"open": print})  # the refused route left nothing behind
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"handshake_timeout": 0},
+        {"max_head_size": 0},
+        {"max_headers": 0},
+        {"max_body_size": -1},
+        {"max_connections": -1},
+        {"max_connections_per_ip": -1},
+    ],
+    ids=lambda limits: next(iter(limits)),
+)
+def test_bad_server_limits_are_refused(limits: dict[str, float]) -> None:
+    ((name, value),) = limits.items()
+    with pytest.raises(ValueError, match=rf"{name} must be (an int|a number of seconds) "):
+        App(**limits)
+
+
+async def test_a_route_added_while_serving_is_served() -> None:
+    app = echo_app()
+    async with served(app) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(ws_url(server, "/late"), open_timeout=TIMEOUT)
+        assert refused.value.response.status_code == 404
+        app.websocket("/late", {"open": lambda ws: ws.send("late route")})
+        async with websockets.connect(ws_url(server, "/late")) as client:
+            assert await recv(client) == "late route"
+
+
+async def test_start_on_a_port_in_use_raises_and_leaves_the_app_usable() -> None:
+    app = echo_app()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            await app.start(taken.getsockname()[1], "127.0.0.1")
+    assert app.publish("anything", "to nobody") is False  # no half-started server in it
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
+        await client.send("still serves")
+        assert await recv(client) == "still serves"
+
+
+async def test_wait_closed_returns_after_stop_and_stop_is_idempotent() -> None:
+    server = await echo_app().start(0)
+    waiter = asyncio.ensure_future(server.wait_closed())
+    await asyncio.sleep(0)  # one loop iteration: the waiter is waiting
+    assert not waiter.done()
+    await server.stop()
+    await asyncio.wait_for(waiter, TIMEOUT)
+    await asyncio.wait_for(server.stop(), TIMEOUT)  # stopped already: returns at once
+
+
 async def test_close_codes_enum_matches_the_wire() -> None:
     app = App()
     app.websocket("/", {"open": lambda ws: ws.close(CloseCode.POLICY_VIOLATION, "policy")})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         with pytest.raises(ClientClosed):
             await recv(client)
         assert await closed_code(client) == (1008, "policy")

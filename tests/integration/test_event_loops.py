@@ -9,39 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import websockets
+from kit import TIMEOUT, RawClient, client_frame, upgrade_request, wait_for_condition, ws_url
+from kit.refcodec import OP_BINARY, OP_TEXT
 
 from xyra import App
+from xyra._core import connection
 from xyra._core.connection import WebSocket
 
-TIMEOUT = 10.0
-# An upgrade request for /echo written by hand (the RFC 6455 sample key).
-UPGRADE = (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+UPGRADE = upgrade_request("/echo")
 
 
 def echo_app(**options: Any) -> tuple[App, list[Any]]:
     app = App(**options)
     events: list[Any] = []
-    app.websocket("/echo", {
-        "open": lambda ws: events.append(("open", ws)),
-        "message": lambda ws, msg, op: ws.send(msg, op),
-        "close": lambda ws, code, reason: events.append(("close", code)),
-    })
+    app.websocket(
+        "/echo",
+        {
+            "open": lambda ws: events.append(("open", ws)),
+            "message": lambda ws, msg, op: ws.send(msg, op),
+            "close": lambda ws, code, reason: events.append(("close", code)),
+        },
+    )
     return app, events
-
-
-async def wait_for(predicate: Any, timeout: float = TIMEOUT) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_uvloop_hands_the_transport_to_the_websocket(serve: Any, connect: Any) -> None:
@@ -58,31 +53,30 @@ async def test_uvloop_hands_the_transport_to_the_websocket(serve: Any, connect: 
     owners = [type(r).__name__ for r in gc.get_referrers(ws)]
     assert "TCPTransport" in owners, owners
     await client.close()
-    await wait_for(lambda: not server.context.connections)
+    await wait_for_condition(lambda: not server.context.connections)
     assert events[-1] == ("close", 1000)
 
 
 async def test_per_ip_count_follows_the_connection_after_the_upgrade(serve: Any) -> None:
     app, _ = echo_app(max_connections_per_ip=1)
     server = await serve(app)
-    url = f"ws://127.0.0.1:{server.port}/echo"
+    url = ws_url(server, "/echo")
     for _ in range(3):  # each close gives the address its slot back
         async with websockets.connect(url, open_timeout=TIMEOUT) as client:
             assert server.context.per_ip == {"127.0.0.1": 1}
             assert await handshake_status(server.port) == 503
             await client.send(b"x")
             assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"x"
-        await wait_for(lambda: not server.context.per_ip)
+        await wait_for_condition(lambda: not server.context.per_ip)
 
 
 async def handshake_status(port: int) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raw = await RawClient.connect(port)
     try:
-        writer.write(UPGRADE)
-        line = await asyncio.wait_for(reader.readline(), TIMEOUT)
-        return int(line.split()[1])
+        await raw.send(UPGRADE)
+        return (await raw.recv_response()).status
     finally:
-        writer.close()
+        raw.close()
 
 
 class PlainLoopServer:
@@ -134,100 +128,84 @@ async def test_plain_asyncio_loop_echoes_and_closes(plain: Any) -> None:
         await client.send(big)
         assert await asyncio.wait_for(client.recv(), TIMEOUT) == big
         await client.close(4000, "bye")
-    await wait_for(lambda: ("close", 4000) in events)
-    await wait_for(lambda: not served.server.context.connections)
+    await wait_for_condition(lambda: ("close", 4000) in events)
+    await wait_for_condition(lambda: not served.server.context.connections)
     assert served.server.context.per_ip == {}
 
 
 async def test_plain_asyncio_loop_frames_in_the_handshake_packet(plain: Any) -> None:
     app, _ = echo_app()
     served = plain(app)
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setblocking(False)
+    raw = await RawClient.connect(served.server.port)
     try:
-        await loop.sock_connect(sock, ("127.0.0.1", served.server.port))
-        frame = b"\x81\x82\x00\x00\x00\x00hi"  # masked (zero key) "hi" after the head
-        await loop.sock_sendall(sock, UPGRADE + frame)
-        data = b""
-        while not data.endswith(b"\x81\x02hi"):
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT)
-            assert chunk, data
-            data += chunk
-        assert data.startswith(b"HTTP/1.1 101")
+        await raw.send(UPGRADE + client_frame(OP_TEXT, b"hi"))  # a frame right after the head
+        assert (await raw.recv_head()).startswith(b"HTTP/1.1 101")
+        assert await raw.recv_frame() == (OP_TEXT, b"hi")
     finally:
-        sock.close()
+        raw.close()
+
+
+def reader(ws: WebSocket) -> str:
+    """Which reader the connection hands uvloop: "own" (a method bound to this connection,
+    reading into its own buffer) or "shared" (the loop-wide function and buffer)."""
+    get_buffer = ws.get_buffer
+    if getattr(get_buffer, "__self__", None) is ws:
+        return "own"
+    assert get_buffer is connection._read_shared, get_buffer
+    return "shared"
 
 
 async def test_reader_switches_between_shared_and_own_buffers(serve: Any) -> None:
-    # A connection holding part of a frame reads into its own buffer; once idle it goes
-    # back to the loop-wide one. Pauses longer than the idle release (0.5 s) are the
-    # scenario here, and a short close_timeout makes the timer tick every 50 ms.
+    """A connection holding part of a frame reads into its own buffer, and goes back to the
+    loop-wide one as soon as it holds nothing (checked after every echo)."""
     app = App()
-    app.websocket("/echo", {"message": lambda ws, msg, op: ws.send(msg, op)},
-                  close_timeout=0.2)
+    opened: asyncio.Future[WebSocket] = asyncio.get_running_loop().create_future()
+    # A short close_timeout makes the server's timer tick every 50 ms: the idle release
+    # (after 0.5 s without input) runs during the pause below.
+    app.websocket(
+        "/echo",
+        {"open": opened.set_result, "message": lambda ws, msg, op: ws.send(msg, op)},
+        close_timeout=0.2,
+    )
     server = await serve(app)
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setblocking(False)
-    received = bytearray()
-
-    async def expect(payload: bytes) -> None:
-        want = len(payload) + (2 if len(payload) < 126 else 4 if len(payload) < 65536 else 10)
-        while len(received) < want:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), TIMEOUT)
-            assert chunk, "server closed"
-            received.extend(chunk)
-        assert bytes(received[want - len(payload):want]) == payload
-        del received[:want]
-
-    def frame(payload: bytes) -> bytes:
-        n = len(payload)
-        size = bytes([0x80 | n]) if n < 126 else (
-            b"\xfe" + n.to_bytes(2, "big") if n < 65536 else b"\xff" + n.to_bytes(8, "big"))
-        return b"\x82" + size + b"\x00\x00\x00\x00" + payload  # zero mask key
-
+    raw = await RawClient.open(server, "/echo")
     try:
-        await loop.sock_connect(sock, ("127.0.0.1", server.port))
-        await loop.sock_sendall(sock, UPGRADE)
-        while b"\r\n\r\n" not in received:
-            received.extend(await asyncio.wait_for(loop.sock_recv(sock, 4096), TIMEOUT))
-        del received[:received.index(b"\r\n\r\n") + 4]
+        ws = await asyncio.wait_for(opened, TIMEOUT)
+        assert reader(ws) == "shared"
         # 512 KiB: the echo of big and tail together stays under max_backpressure (1 MiB).
         big = bytes(range(256)) * 2048
-        first = frame(big)
-        await loop.sock_sendall(sock, first[:300_000])   # part of a frame: own reader
-        await asyncio.sleep(0.8)                          # idle while holding it
-        await loop.sock_sendall(sock, first[300_000:])
-        await expect(big)
-        await asyncio.sleep(0.8)                          # idle, nothing held: shared again
+        first = client_frame(OP_BINARY, big)
+        await raw.send(first[:300_000])  # part of a frame: own reader
+        await wait_for_condition(lambda: reader(ws) == "own")
+        # Idle for longer than the idle release while holding part of a frame: the release
+        # must keep what is held. The pause is the scenario, not a wait for something.
+        await asyncio.sleep(0.8)
+        assert reader(ws) == "own"
+        await raw.send(first[300_000:])
+        assert await raw.recv_frame() == (OP_BINARY, big)
+        assert reader(ws) == "shared"  # nothing held any more
         for size in (5, 200, 70_000):
-            await loop.sock_sendall(sock, frame(b"y" * size))
-            await expect(b"y" * size)
-        await loop.sock_sendall(sock, frame(big) + frame(b"tail"))
-        await expect(big)
-        await expect(b"tail")
+            await raw.send_frame(OP_BINARY, b"y" * size)
+            assert await raw.recv_frame() == (OP_BINARY, b"y" * size)
+            assert reader(ws) == "shared"
+        await raw.send(client_frame(OP_BINARY, big) + client_frame(OP_BINARY, b"tail"))
+        assert await raw.recv_frame() == (OP_BINARY, big)
+        assert await raw.recv_frame() == (OP_BINARY, b"tail")
+        assert reader(ws) == "shared"
     finally:
-        sock.close()
+        raw.close()
 
 
 async def test_frames_right_behind_the_request_do_not_count_as_head(serve: Any) -> None:
     # 100 KB of frame in the same packet as the upgrade request: the head is still small.
     app, _ = echo_app()
     server = await serve(app)
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setblocking(False)
     payload = b"z" * 100_000
-    frame = b"\x82\xff" + len(payload).to_bytes(8, "big") + b"\x00\x00\x00\x00" + payload
+    frame = client_frame(OP_BINARY, payload)
+    raw = await RawClient.connect(server)
     try:
-        await loop.sock_connect(sock, ("127.0.0.1", server.port))
-        await loop.sock_sendall(sock, UPGRADE + frame)
-        data = b""
-        while not data.endswith(payload):
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), TIMEOUT)
-            assert chunk, data[:200]
-            data += chunk
-        assert data.startswith(b"HTTP/1.1 101")
+        await raw.send(UPGRADE + frame)
+        assert (await raw.recv_head()).startswith(b"HTTP/1.1 101")
+        assert await raw.recv_frame() == (OP_BINARY, payload)
     finally:
-        sock.close()
+        raw.close()

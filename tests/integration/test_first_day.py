@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import websockets
+from kit import TIMEOUT, served, ws_url
 from websockets.exceptions import InvalidStatus
-from wsutil import TIMEOUT, served, url
 
 from xyra import App, Response, SendStatus, WebSocket
 
@@ -62,7 +62,7 @@ async def test_every_send_api_refuses_other_types_while_running() -> None:
         ready.set_result(None)
 
     app.websocket("/", {"open": on_open})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await asyncio.wait_for(ready, TIMEOUT)
         # Nothing was sent: the next message is the first real one.
         app.publish("t", "first real message")
@@ -81,7 +81,7 @@ async def test_sends_from_another_thread_are_checked_in_that_thread() -> None:
         opened.set_result(ws)
 
     app.websocket("/", {"open": on_open})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         ws = await asyncio.wait_for(opened, TIMEOUT)
         errors: list[str] = []
         statuses: list[object] = []
@@ -110,7 +110,7 @@ async def test_sends_from_another_thread_are_checked_in_that_thread() -> None:
 async def test_str_and_bytes_like_messages_are_accepted(good: Any) -> None:
     app = App()
     app.websocket("/", {"open": lambda ws: (ws.subscribe("t"), ws.send(good))})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         expected = good if isinstance(good, str) else bytes(good)
         assert await asyncio.wait_for(client.recv(), TIMEOUT) == expected
         assert app.publish("t", good) is True
@@ -139,7 +139,7 @@ async def test_no_request_secret_reaches_the_log(caplog: pytest.LogCaptureFixtur
         for path in ("/dash", "/deny", "/strict", "/nowhere"):
             with pytest.raises(InvalidStatus):
                 await websockets.connect(
-                    url(server, f"{path}?token={SECRET}&x=1"),
+                    ws_url(server, f"{path}?token={SECRET}&x=1"),
                     additional_headers=secret_headers,
                     origin="https://evil.example" if path == "/strict" else None,  # type: ignore[arg-type]
                 )
@@ -178,11 +178,11 @@ async def test_handler_tracebacks_start_with_the_users_error(
     app.get("/http", broken)
     async with served(app) as server:
         for path in ("/open", "/simple"):
-            async with websockets.connect(url(server, path)) as client:
+            async with websockets.connect(ws_url(server, path)) as client:
                 await asyncio.wait_for(client.wait_closed(), TIMEOUT)
                 assert client.close_code == 1011
         with pytest.raises(InvalidStatus):
-            await websockets.connect(url(server, "/upgrade"))
+            await websockets.connect(ws_url(server, "/upgrade"))
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /http HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await asyncio.wait_for(reader.readline(), TIMEOUT)).startswith(b"HTTP/1.1 500")
@@ -208,7 +208,7 @@ async def test_subscribe_after_close_is_a_no_op() -> None:
         seen.set_result((ws.closed, ws.subscribe("news"), ws.topics, app.num_subscribers("news")))
 
     app.websocket("/", {"open": on_open})
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await asyncio.wait_for(client.wait_closed(), TIMEOUT)
     assert await seen == (True, False, [], 0)
 
@@ -217,7 +217,7 @@ async def test_loop_only_methods_refuse_other_threads() -> None:
     app = App()
     opened: asyncio.Future[WebSocket] = asyncio.get_running_loop().create_future()
     app.websocket("/", {"open": opened.set_result})
-    async with served(app) as server, websockets.connect(url(server)):
+    async with served(app) as server, websockets.connect(ws_url(server)):
         ws = await asyncio.wait_for(opened, TIMEOUT)
         errors: list[str] = []
 
@@ -317,13 +317,13 @@ async def test_discarded_messages_are_logged_once_per_route(
     app.websocket("/echo", {"message": lambda ws, m, op: ws.send(m)})
     async with served(app) as server:
         for _ in range(2):
-            async with websockets.connect(url(server, "/sync")) as client:
+            async with websockets.connect(ws_url(server, "/sync")) as client:
                 assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello"
                 for i in range(3):
                     await client.send(f"into the void {i}")
                 # A ping round trip: the messages before it were read by the server.
                 await asyncio.wait_for(await client.ping(), TIMEOUT)
-        async with websockets.connect(url(server, "/echo")) as client:
+        async with websockets.connect(ws_url(server, "/echo")) as client:
             await client.send("kept")
             got.set_result(await asyncio.wait_for(client.recv(), TIMEOUT))
     warnings = [r.getMessage() for r in caplog.records if "discarded" in r.getMessage()]

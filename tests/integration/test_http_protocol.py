@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from wsutil import TIMEOUT, RawClient, served
+from kit import RawClient, served
 
 from xyra import App
 
@@ -22,37 +20,37 @@ def app() -> App:
 async def test_expect_100_continue_is_answered() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                 b"Expect: 100-continue\r\n\r\n")
-        interim = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
-        raw.send(b"hello")
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head.startswith(b"HTTP/1.1 200")
-        assert await asyncio.wait_for(raw.reader.readexactly(5), TIMEOUT) == b"hello"
+        await raw.send(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert await raw.recv_head() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await raw.send(b"hello")
+        response = await raw.recv_response()
+        assert response.status == 200 and response.body == b"hello"
 
 
 async def test_too_large_content_length_is_refused_before_the_body() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-                 b"Expect: 100-continue\r\n\r\n")
-        status, body = await raw.http_response()
-        assert status == 413 and b"over 1000 bytes" in body
+        await raw.send(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        response = await raw.recv_response()
+        assert response.status == 413 and b"over 1000 bytes" in response.body
 
 
 async def test_404_keeps_the_connection_alive() -> None:
     async with served(app()) as server:
         raw = await RawClient.connect(server)
-        raw.send(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
-                 b"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head.startswith(b"HTTP/1.1 404") and b"keep-alive" in head.lower()
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        await raw.reader.readexactly(length)
-        head2 = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head2.startswith(b"HTTP/1.1 404")
-        raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
-        head3 = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head3.startswith(b"HTTP/1.1 200")  # no body came with the HEAD answer
-        assert await asyncio.wait_for(raw.reader.readexactly(2), TIMEOUT) == b"ok"
+        await raw.send(
+            b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\nHEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        first = await raw.recv_response()
+        assert first.status == 404 and first.headers["connection"].lower() == "keep-alive"
+        assert len(first.body) == int(first.headers["content-length"])
+        assert (await raw.recv_response(head_only=True)).status == 404
+        await raw.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+        # no body came with the HEAD answer: the next bytes are this response
+        response = await raw.recv_response()
+        assert response.status == 200 and response.body == b"ok"

@@ -15,31 +15,16 @@ from typing import Any
 import aiohttp
 import pytest
 import websockets
+from kit import TIMEOUT, RawClient, http_request, http_url, recv, upgrade_request, ws_url
+from kit.refcodec import OP_TEXT
 from yarl import URL
 
 from xyra import App, Server, WebSocket
 from xyra.http import Request, Response
 
-TIMEOUT = 10.0
-
 
 def base(server: Server) -> str:
-    return f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Any]:
-    """``server = await serve(app)``: the app on a free 127.0.0.1 port, stopped at teardown."""
-    servers: list[Server] = []
-
-    async def _serve(app: App) -> Server:
-        server = await app.start(0, "127.0.0.1")
-        servers.append(server)
-        return server
-
-    yield _serve
-    for server in reversed(servers):
-        await server.stop(timeout=2.0)
+    return http_url(server, "")
 
 
 @pytest.fixture
@@ -48,57 +33,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-class Raw:
-    """One TCP connection that speaks HTTP/1.1 by hand."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, server: Server) -> Raw:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", server.port), TIMEOUT)
-        return cls(reader, writer)
-
-    def send(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    async def response(self, head: bool = False) -> tuple[int, dict[str, str], bytes]:
-        """The next response: status, headers (lowercase names, last value), body."""
-        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        lines = raw.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        fields = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                fields[name.strip().lower()] = value.strip()
-        n = int(fields.get("content-length", "0"))
-        body = b"" if head else await asyncio.wait_for(self.reader.readexactly(n), TIMEOUT)
-        return status, fields, body
-
-    async def at_eof(self) -> bool:
-        """True if the server closed the connection (and sent nothing more)."""
-        try:
-            return await asyncio.wait_for(self.reader.read(1), TIMEOUT) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def get(path: str, extra: str = "", method: str = "GET") -> bytes:
-    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode("latin-1")
-
-
 @pytest.fixture
 async def raw(serve: Any) -> AsyncIterator[Any]:
-    conns: list[Raw] = []
+    """``conn = await raw(server)``: a TCP connection that speaks HTTP/1.1 by hand."""
+    conns: list[RawClient] = []
 
-    async def _open(server: Server) -> Raw:
-        conn = await Raw.open(server)
+    async def _open(server: Server) -> RawClient:
+        conn = await RawClient.connect(server)
         conns.append(conn)
         return conn
 
@@ -164,15 +105,22 @@ async def test_routes_params_and_handler_kinds(serve: Any, session: aiohttp.Clie
         assert r.status == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8"
         assert await r.text() == "<h1>home</h1>"
         assert r.headers["Server"] == "xyra" and "Date" in r.headers
-    async with session.get(base(server) + "/users/42?a=1&a=2&b=x",
-                           headers={"Cookie": "sid=abc; theme=dark"}) as r:
+    async with session.get(
+        base(server) + "/users/42?a=1&a=2&b=x", headers={"Cookie": "sid=abc; theme=dark"}
+    ) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "application/json"
-        assert await r.json() == {"id": 42, "query": {"a": "2", "b": "x"},
-                                  "cookies": {"sid": "abc", "theme": "dark"}}
+        assert await r.json() == {
+            "id": 42,
+            "query": {"a": "2", "b": "x"},
+            "cookies": {"sid": "abc", "theme": "dark"},
+        }
     async with session.get(base(server) + "/files/a/b%20c.txt") as r:  # async handler
         assert await r.text() == "file a/b c.txt"
-    async with session.post(base(server) + "/echo", data=b"\x00\xffdata",
-                            headers={"Content-Type": "application/x-thing"}) as r:
+    async with session.post(
+        base(server) + "/echo",
+        data=b"\x00\xffdata",
+        headers={"Content-Type": "application/x-thing"},
+    ) as r:
         assert await r.read() == b"\x00\xffdata"
         assert r.headers["Content-Type"] == "application/x-thing"
     async with session.put(base(server) + "/json", json={"k": [1, "é"]}) as r:
@@ -198,45 +146,45 @@ async def test_404_405_and_allow(serve: Any, session: aiohttp.ClientSession) -> 
 async def test_keep_alive_two_requests_on_one_connection(serve: Any, raw: Any) -> None:
     server = await serve(demo_app())
     conn = await raw(server)
-    conn.send(get("/"))
-    status, fields, body = await conn.response()
-    assert (status, body) == (200, b"<h1>home</h1>")
-    assert fields["connection"] == "keep-alive"
-    conn.send(get("/users/7"))
-    status, fields, body = await conn.response()
-    assert status == 200 and b'"id":7' in body
-    conn.send(get("/fast", "Connection: close\r\n"))
-    status, fields, body = await conn.response()
-    assert (status, body, fields["connection"]) == (200, b"fast", "close")
+    await conn.send(http_request("/"))
+    r = await conn.recv_response()
+    assert (r.status, r.body) == (200, b"<h1>home</h1>")
+    assert r.headers["connection"] == "keep-alive"
+    await conn.send(http_request("/users/7"))
+    r = await conn.recv_response()
+    assert r.status == 200 and b'"id":7' in r.body
+    await conn.send(http_request("/fast", headers="Connection: close\r\n"))
+    r = await conn.recv_response()
+    assert (r.status, r.body, r.headers["connection"]) == (200, b"fast", "close")
     assert await conn.at_eof()
 
 
 async def test_pipelined_requests_are_answered_in_order(serve: Any, raw: Any) -> None:
     server = await serve(demo_app())
     conn = await raw(server)
-    conn.send(get("/slow") + get("/fast") + get("/files/x") + get("/"))
-    bodies = [(await conn.response())[2] for _ in range(4)]
+    await conn.send(b"".join(http_request(path) for path in ("/slow", "/fast", "/files/x", "/")))
+    bodies = [(await conn.recv_response()).body for _ in range(4)]
     assert bodies == [b"slow", b"fast", b"file x", b"<h1>home</h1>"]
 
 
 async def test_head_has_no_body(serve: Any, raw: Any) -> None:
     server = await serve(demo_app())
     conn = await raw(server)
-    conn.send(get("/", method="HEAD"))
-    status, fields, body = await conn.response(head=True)
-    assert status == 200 and fields["content-length"] == str(len(b"<h1>home</h1>"))
+    await conn.send(http_request("/", method="HEAD"))
+    r = await conn.recv_response(head_only=True)
+    assert r.status == 200 and r.headers["content-length"] == str(len(b"<h1>home</h1>"))
     # Had the body been sent, it would come before the next response's status line.
-    conn.send(get("/fast"))
-    status, _, body = await conn.response()
-    assert (status, body) == (200, b"fast")
+    await conn.send(http_request("/fast"))
+    r = await conn.recv_response()
+    assert (r.status, r.body) == (200, b"fast")
 
 
 async def test_http_1_0_closes(serve: Any, raw: Any) -> None:
     server = await serve(demo_app())
     conn = await raw(server)
-    conn.send(b"GET /fast HTTP/1.0\r\n\r\n")
-    status, fields, body = await conn.response()
-    assert (status, body, fields["connection"]) == (200, b"fast", "close")
+    await conn.send(b"GET /fast HTTP/1.0\r\n\r\n")
+    r = await conn.recv_response()
+    assert (r.status, r.body, r.headers["connection"]) == (200, b"fast", "close")
     assert await conn.at_eof()
 
 
@@ -246,17 +194,17 @@ async def test_body_limit_413(serve: Any, raw: Any, session: aiohttp.ClientSessi
     async with session.post(base(server) + "/echo", data=b"x" * 1024) as r:
         assert r.status == 200 and len(await r.read()) == 1024
     conn = await raw(server)
-    conn.send(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1025\r\n\r\n"
-              + b"x" * 1025)
-    status, _, _ = await conn.response()
-    assert status == 413
+    await conn.send(http_request("/echo", method="POST", body=b"x" * 1025))
+    assert (await conn.recv_response()).status == 413
     assert await conn.at_eof()
     chunked = await raw(server)
     chunk = b"x" * 600
-    chunked.send(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 + (b"258\r\n" + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
-    status, _, _ = await chunked.response()
-    assert status == 413
+    await chunked.send(
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + (b"258\r\n" + chunk + b"\r\n") * 2
+        + b"0\r\n\r\n"
+    )
+    assert (await chunked.recv_response()).status == 413
 
 
 async def test_default_body_limit_is_one_mib(serve: Any, session: aiohttp.ClientSession) -> None:
@@ -277,13 +225,13 @@ async def test_500_without_traceback_on_the_wire(
     caplog.set_level(logging.ERROR, logger="xyra")
     server = await serve(demo_app())
     conn = await raw(server)
-    conn.send(get(path))
-    status, _, body = await conn.response()
-    assert status == 500 and body == b"Internal Server Error\n"
-    assert b"Traceback" not in body and secret.encode() not in body
+    await conn.send(http_request(path))
+    r = await conn.recv_response()
+    assert r.status == 500 and r.body == b"Internal Server Error\n"
+    assert b"Traceback" not in r.body and secret.encode() not in r.body
     assert f"RuntimeError: {secret}" in caplog.text and "Traceback" in caplog.text
-    conn.send(get("/fast"))  # the connection is still usable
-    assert (await conn.response())[2] == b"fast"
+    await conn.send(http_request("/fast"))  # the connection is still usable
+    assert (await conn.recv_response()).body == b"fast"
 
 
 # -- static files --------------------------------------------------------------------------
@@ -314,8 +262,7 @@ async def test_static_files_etag_304(
         etag, modified = r.headers["ETag"], r.headers["Last-Modified"]
     async with session.get(base(server) + "/app.css", headers={"If-None-Match": etag}) as r:
         assert r.status == 304 and await r.read() == b"" and r.headers["ETag"] == etag
-    async with session.get(base(server) + "/app.css",
-                           headers={"If-Modified-Since": modified}) as r:
+    async with session.get(base(server) + "/app.css", headers={"If-Modified-Since": modified}) as r:
         assert r.status == 304
     async with session.get(base(server) + "/") as r:
         assert await r.text() == "<h1>index</h1>"
@@ -327,33 +274,36 @@ async def test_static_files_etag_304(
         assert r.headers["Content-Type"] == "image/png"
         assert await r.read() == (site / "logo.png").read_bytes()
     conn = await raw(server)
-    conn.send(get("/app.css", method="HEAD"))
-    status, fields, _ = await conn.response(head=True)
-    assert status == 200 and fields["content-length"] == "6" and fields["etag"] == etag
-    conn.send(get("/missing.css"))
-    assert (await conn.response())[0] == 404
+    await conn.send(http_request("/app.css", method="HEAD"))
+    r = await conn.recv_response(head_only=True)
+    assert r.status == 200 and r.headers["content-length"] == "6" and r.headers["etag"] == etag
+    await conn.send(http_request("/missing.css"))
+    assert (await conn.recv_response()).status == 404
 
 
-@pytest.mark.parametrize("path", [
-    "/../secret.txt",
-    "/%2e%2e/secret.txt",
-    "/..%2fsecret.txt",
-    "/%2e%2e%2fsecret.txt",
-    "/docs/%2e%2e/%2e%2e/secret.txt",
-    "/..%5csecret.txt",
-    "/..\\secret.txt",
-    "/docs%00",
-    "/link",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/docs/%2e%2e/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+        "/docs%00",
+        "/link",
+    ],
+)
 async def test_static_traversal_is_404(serve: Any, site: Path, raw: Any, path: str) -> None:
     app = App()
     app.static("/", site)
     server = await serve(app)
     conn = await raw(server)
-    conn.send(get(path))
-    status, _, body = await conn.response()
-    assert status in (400, 404), path  # 400: the HTTP parser refused the bytes already
-    assert b"SECRET" not in body
+    await conn.send(http_request(path))
+    r = await conn.recv_response()
+    assert r.status in (400, 404), path  # 400: the HTTP parser refused the bytes already
+    assert b"SECRET" not in r.body
 
 
 async def test_static_traversal_with_aiohttp_encoded(
@@ -399,8 +349,8 @@ async def test_websocket_and_http_share_a_path(
     server = await serve(app)
     async with session.get(base(server) + "/live") as r:
         assert r.status == 200 and await r.text() == "<p>the page</p>"
-    async with websockets.connect(f"ws://127.0.0.1:{server.port}/live") as client:
-        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello over websocket"
+    async with websockets.connect(ws_url(server, "/live")) as client:
+        assert await recv(client) == "hello over websocket"
     async with session.ws_connect(base(server) + "/live") as client:  # aiohttp's client too
         msg = await client.receive(timeout=TIMEOUT)
         assert msg.data == "hello over websocket"
@@ -408,13 +358,8 @@ async def test_websocket_and_http_share_a_path(
         assert r.status == 426 and r.headers["Upgrade"].lower() == "websocket"
     # keep-alive, then an upgrade on the same connection
     conn = await raw(server)
-    conn.send(get("/live"))
-    assert (await conn.response())[2] == b"<p>the page</p>"
-    conn.send(get("/live", "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                           "Sec-WebSocket-Version: 13\r\n"))
-    head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-    assert head.startswith(b"HTTP/1.1 101")
-    frame = await asyncio.wait_for(conn.reader.readexactly(2 + len("hello over websocket")),
-                                   TIMEOUT)
-    assert frame[2:] == b"hello over websocket"
+    await conn.send(http_request("/live"))
+    assert (await conn.recv_response()).body == b"<p>the page</p>"
+    await conn.send(upgrade_request("/live"))
+    assert (await conn.recv_head()).startswith(b"HTTP/1.1 101")
+    assert await conn.recv_frame() == (OP_TEXT, b"hello over websocket")

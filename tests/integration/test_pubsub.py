@@ -17,12 +17,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from wsutil import NamedApp, errors_logged, url
+from kit import TIMEOUT, NamedApp, errors_logged, recv, recv_n, ws_url
 
 from xyra import App, OpCode, SendStatus, Server, WebSocket
-
-TIMEOUT = 10.0
-
 
 # -- a small command-driven app -----------------------------------------------------------------
 
@@ -36,15 +33,18 @@ class Harness(NamedApp):
     ``hook(ws, message, opcode)`` runs first and may return True to swallow the message.
     """
 
-    def __init__(self, hook: Callable[..., Any] | None = None,
-                 subscription: Callable[..., Any] | None = None, **options: Any) -> None:
-        super().__init__({"message": self._message, "subscription": self._subscription},
-                         **options)
+    def __init__(
+        self,
+        hook: Callable[..., Any] | None = None,
+        subscription: Callable[..., Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__({"message": self._message, "subscription": self._subscription}, **options)
         self.hook = hook
         self.user_subscription = subscription
         self.subscriptions: list[tuple[str, str, int, int]] = []
         self.close_order: list[str] = []
-        self.log: list[tuple[Any, ...]] = []          # close and subscription calls, in order
+        self.log: list[tuple[Any, ...]] = []  # close and subscription calls, in order
 
     def _message(self, ws: WebSocket, message: str | bytes, opcode: OpCode) -> None:
         if self.hook is not None and self.hook(ws, message, opcode):
@@ -84,17 +84,6 @@ def path(name: str, *topics: str) -> str:
     return f"/ws?id={name}&topics={','.join(topics)}" if topics else f"/ws?id={name}"
 
 
-async def recv(client: Any, timeout: float = TIMEOUT) -> str | bytes:
-    return await asyncio.wait_for(client.recv(), timeout)
-
-
-async def recv_n(client: Any, n: int, timeout: float = TIMEOUT) -> list[str | bytes]:
-    async def take() -> list[str | bytes]:
-        return [await client.recv() for _ in range(n)]
-
-    return await asyncio.wait_for(take(), timeout)
-
-
 # -- topics ------------------------------------------------------------------------------------
 
 
@@ -106,37 +95,38 @@ async def test_subscribe_unsubscribe_is_subscribed_topics(serve: Any, connect: A
 
     assert ws.topics == [] and not ws.is_subscribed("x")
     assert ws.subscribe("x") is True
-    assert ws.subscribe("x") is False                       # already subscribed
+    assert ws.subscribe("x") is False  # already subscribed
     assert ws.subscribe("y") is True
-    assert ws.subscribe("") is True                         # any str is a topic
-    assert ws.topics == ["x", "y", ""]                      # in subscription order
+    assert ws.subscribe("") is True  # any str is a topic
+    assert ws.topics == ["x", "y", ""]  # in subscription order
     assert ws.is_subscribed("x") and ws.is_subscribed("y") and ws.is_subscribed("")
     assert not ws.is_subscribed("z")
     assert [h.app.num_subscribers(t) for t in ("x", "y", "", "z")] == [1, 1, 1, 0]
     assert sorted(server.hub.topic_names()) == ["", "x", "y"]
 
     assert ws.unsubscribe("x") is True
-    assert ws.unsubscribe("x") is False                     # not subscribed any more
+    assert ws.unsubscribe("x") is False  # not subscribed any more
     assert ws.unsubscribe("never") is False
     assert ws.topics == ["y", ""] and not ws.is_subscribed("x")
     assert h.app.num_subscribers("x") == 0
-    assert "x" not in server.hub.topic_names()              # the empty topic is freed
+    assert "x" not in server.hub.topic_names()  # the empty topic is freed
 
     # the client sees the subscription through app.publish
     assert h.app.publish("y", "to y") is True
-    assert h.app.publish("x", "to x") is False              # nobody listens to x
+    assert h.app.publish("x", "to x") is False  # nobody listens to x
     assert await recv(client) == "to y"
 
     await client.close()
     await h.closed("a")
     assert ws.topics == [] and not ws.is_subscribed("y")
-    assert ws.subscribe("late") is False                    # a closed connection cannot join
+    assert ws.subscribe("late") is False  # a closed connection cannot join
     assert h.app.num_subscribers("late") == 0 and h.app.num_subscribers("y") == 0
     assert server.hub.topic_names() == []
 
 
 async def test_ws_publish_excludes_sender_app_publish_reaches_everyone(
-        serve: Any, connect: Any) -> None:
+    serve: Any, connect: Any
+) -> None:
     h = Harness()
     server = await serve(h.app)
     clients = {n: await connect(server, path(n, "room")) for n in "abc"}
@@ -186,7 +176,7 @@ async def test_order_per_publisher_1000_messages(serve: Any, connect: Any, publi
         for m in expected:
             await pub.send(f"pub feed {m}")
     else:
-        for m in expected:                     # one synchronous burst: all corked together
+        for m in expected:  # one synchronous burst: all corked together
             h.app.publish("feed", m)
     for sub in subs:
         assert await recv_n(sub, 1000) == expected
@@ -219,7 +209,7 @@ async def test_unsubscribe_in_own_message_handler_mid_burst(serve: Any, connect:
     reader = asyncio.create_task(quitter_reader())
     for i in range(500):
         await pub.send(f"pub feed {i}")
-    got, ack = await asyncio.wait_for(reader, TIMEOUT)   # the unsubscribe is done
+    got, ack = await asyncio.wait_for(reader, TIMEOUT)  # the unsubscribe is done
     assert quit_sent.is_set() and ack == "ok unsub feed True"
     for i in range(500, 1000):
         await pub.send(f"pub feed {i}")
@@ -230,12 +220,13 @@ async def test_unsubscribe_in_own_message_handler_mid_burst(serve: Any, connect:
     assert got == [str(i) for i in range(len(got))]
     assert 101 <= len(got) <= 500
     h.ws["q"].send("end")
-    assert await recv(quitter) == "end"           # nothing after the unsubscribe
+    assert await recv(quitter) == "end"  # nothing after the unsubscribe
     assert h.app.num_subscribers("feed") == 3
 
 
 async def test_subscriptions_changed_by_the_publishers_handler_mid_fanout(
-        serve: Any, connect: Any) -> None:
+    serve: Any, connect: Any
+) -> None:
     """Inside the publisher's handler, at message 300 one subscriber leaves, one joins."""
     h = Harness()
 
@@ -264,8 +255,7 @@ async def test_subscriptions_changed_by_the_publishers_handler_mid_fanout(
 
 
 @pytest.mark.parametrize("how", ["close", "abort"])
-async def test_subscriber_closed_mid_burst(serve: Any, connect: Any, caplog: Any,
-                                           how: str) -> None:
+async def test_subscriber_closed_mid_burst(serve: Any, connect: Any, caplog: Any, how: str) -> None:
     caplog.set_level(logging.INFO)
     h = Harness()
     server = await serve(h.app)
@@ -304,7 +294,8 @@ async def test_subscriber_closed_mid_burst(serve: Any, connect: Any, caplog: Any
 
 
 async def test_subscribe_and_unsubscribe_in_handlers_during_a_burst_is_safe(
-        serve: Any, connect: Any, caplog: Any) -> None:
+    serve: Any, connect: Any, caplog: Any
+) -> None:
     """Togglers flip their subscription while a publisher bursts; the subscription handler
     itself subscribes, unsubscribes and publishes. Nothing breaks, nothing is reordered."""
     caplog.set_level(logging.INFO)
@@ -347,10 +338,11 @@ async def test_subscribe_and_unsubscribe_in_handlers_during_a_burst_is_safe(
         for i in range(1000):
             await pub.send(f"pub feed {i}")
             if i % 50 == 0:
-                await asyncio.sleep(0)     # let the togglers' commands interleave
+                await asyncio.sleep(0)  # let the togglers' commands interleave
 
     results = await asyncio.wait_for(
-        asyncio.gather(publish(), *(toggle(t) for t in togglers)), 3 * TIMEOUT)
+        asyncio.gather(publish(), *(toggle(t) for t in togglers)), 3 * TIMEOUT
+    )
     for sub in stable:
         assert await recv_n(sub, 1000) == [str(i) for i in range(1000)]
     assert any(results[1:]), "the togglers never overlapped the burst"
@@ -375,7 +367,8 @@ async def test_subscribe_and_unsubscribe_in_handlers_during_a_burst_is_safe(
 
 
 async def test_subscription_handler_on_subscribe_unsubscribe_and_close(
-        serve: Any, connect: Any) -> None:
+    serve: Any, connect: Any
+) -> None:
     h = Harness()
     server = await serve(h.app)
     a = await connect(server, path("a", "t"))
@@ -386,9 +379,9 @@ async def test_subscription_handler_on_subscribe_unsubscribe_and_close(
     await h.opened("b")
     assert h.subscriptions[1:] == [("b", "t", 2, 1), ("b", "u", 1, 0)]
 
-    await b.send("sub t")                           # already subscribed: no call
+    await b.send("sub t")  # already subscribed: no call
     assert await recv(b) == "ok sub t False"
-    await a.send("unsub u")                         # not subscribed: no call
+    await a.send("unsub u")  # not subscribed: no call
     assert await recv(a) == "ok unsub u False"
     assert len(h.subscriptions) == 3
 
@@ -401,13 +394,16 @@ async def test_subscription_handler_on_subscribe_unsubscribe_and_close(
 
     await a.close()
     await h.closed("a")
-    assert h.subscriptions[5:] == [("a", "t", 1, 2)]          # at close
+    assert h.subscriptions[5:] == [("a", "t", 1, 2)]  # at close
     await b.close()
     await h.closed("b")
     assert sorted(h.subscriptions[6:]) == [("b", "t", 0, 1), ("b", "u", 0, 1)]
     # at close: the close handler first, then one subscription call per topic
-    assert h.log[-3:] == [("close", "b"), ("subscription", "b", "t", 0, 1),
-                          ("subscription", "b", "u", 0, 1)]
+    assert h.log[-3:] == [
+        ("close", "b"),
+        ("subscription", "b", "t", 0, 1),
+        ("subscription", "b", "u", 0, 1),
+    ]
     assert h.app.num_subscribers("t") == h.app.num_subscribers("u") == 0
     assert server.hub.topic_names() == []
 
@@ -466,8 +462,9 @@ async def test_async_subscription_handler(serve: Any, connect: Any) -> None:
         ws.subscribe("a")
         ws.subscribe("b")
 
-    app.websocket("/ws", {"open": on_open, "message": lambda ws, m, op: None,
-                          "subscription": on_subscription})
+    app.websocket(
+        "/ws", {"open": on_open, "message": lambda ws, m, op: None, "subscription": on_subscription}
+    )
     server = await serve(app)
     client = await connect(server, "/ws")
     await client.close()
@@ -491,7 +488,8 @@ async def test_app_publish_reaches_every_server_of_the_app(serve: Any, connect: 
 
 
 async def test_sends_and_publishes_to_one_connection_keep_their_order(
-        serve: Any, connect: Any) -> None:
+    serve: Any, connect: Any
+) -> None:
     """Direct sends and publishes share one queue, small frames and large ones alike."""
     h = Harness()
     server = await serve(h.app)
@@ -523,7 +521,8 @@ async def test_sends_and_publishes_to_one_connection_keep_their_order(
 
 
 async def test_large_messages_to_several_subscribers_arrive_intact(
-        serve: Any, connect: Any) -> None:
+    serve: Any, connect: Any
+) -> None:
     h = Harness()
     server = await serve(h.app)
     subs = [await connect(server, path(f"s{i}", "big"), max_size=None) for i in range(4)]
@@ -553,7 +552,7 @@ async def test_binary_and_text_opcodes_preserved(serve: Any, connect: Any) -> No
     wsc = await connect(server, path("w", "t"))
     pub = await connect(server, path("pub"))
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url(server, path("aio", "t"))) as aio:
+        async with session.ws_connect(ws_url(server, path("aio", "t"))) as aio:
             await h.opened("aio")
             cases: list[tuple[Any, Any, aiohttp.WSMsgType, str | bytes]] = [
                 ("text", None, aiohttp.WSMsgType.TEXT, "text"),
@@ -575,8 +574,10 @@ async def test_binary_and_text_opcodes_preserved(serve: Any, connect: Any) -> No
             # from clients, through ws.publish: the opcode follows the original message
             await pub.send("pub t hi")
             await pub.send("pubb t hi")
-            for mtype, expected in ((aiohttp.WSMsgType.TEXT, "hi"),
-                                    (aiohttp.WSMsgType.BINARY, b"hi")):
+            for mtype, expected in (
+                (aiohttp.WSMsgType.TEXT, "hi"),
+                (aiohttp.WSMsgType.BINARY, b"hi"),
+            ):
                 got = await asyncio.wait_for(aio.receive(), TIMEOUT)
                 assert (got.type, got.data) == (mtype, expected)
                 assert await recv(wsc) == expected
@@ -597,7 +598,7 @@ async def test_publish_text_opcode_with_invalid_utf8_is_refused(serve: Any, conn
     subs = [await connect(server, path(f"s{i}", "t")) for i in range(2)]
     await h.opened("s1")
     with pytest.raises(ValueError):
-        h.ws["s0"].send(b"\xff\xfe", OpCode.TEXT)         # what send does
+        h.ws["s0"].send(b"\xff\xfe", OpCode.TEXT)  # what send does
     with pytest.raises(ValueError):
         h.app.publish("t", b"\xff\xfe", OpCode.TEXT)
     h.app.publish("t", "fine")
@@ -645,7 +646,7 @@ async def test_app_publish_from_8_threads(serve: Any, connect: Any) -> None:
     assert all(r == [True] * per_thread for r in returned)
     h.app.publish("feed", "end")
     for sub in subs:
-        assert await recv(sub) == "end"             # nothing extra arrived
+        assert await recv(sub) == "end"  # nothing extra arrived
 
 
 async def test_ws_send_from_another_thread(serve: Any, connect: Any) -> None:
@@ -664,7 +665,8 @@ async def test_ws_send_from_another_thread(serve: Any, connect: Any) -> None:
 
 
 async def test_bytes_like_passed_from_another_thread_is_taken_at_call_time(
-        serve: Any, connect: Any) -> None:
+    serve: Any, connect: Any
+) -> None:
     """From another thread, publish and send hop onto the loop; a buffer the thread reuses
     right after the call must still be sent as it was at the call."""
     h = Harness()
@@ -684,7 +686,8 @@ async def test_bytes_like_passed_from_another_thread_is_taken_at_call_time(
 
 
 async def test_invalid_publish_from_another_thread_raises_in_that_thread(
-        serve: Any, connect: Any, caplog: Any) -> None:
+    serve: Any, connect: Any, caplog: Any
+) -> None:
     """A call that raises on the loop thread raises in any thread too, instead of failing
     later inside a loop callback where the caller never hears of it."""
     h = Harness()

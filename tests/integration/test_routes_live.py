@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import websockets
+from kit import TIMEOUT, served, ws_url
 from websockets.exceptions import InvalidStatus
-from wsutil import TIMEOUT, served, url
 
 from xyra import App, Request, WebSocket
 from xyra.config import ServerConfig
@@ -22,7 +22,7 @@ async def test_route_added_while_running_negotiates_compression() -> None:
     async with served(app) as server:
         app.websocket("/late", {"message": lambda ws, m, op: ws.send(m, compress=True)},
                       compression="shared", compression_threshold=0)
-        async with websockets.connect(url(server, "/late"), compression="deflate") as client:
+        async with websockets.connect(ws_url(server, "/late"), compression="deflate") as client:
             extensions = client.response.headers.get("Sec-WebSocket-Extensions", "")
             assert extensions.startswith("permessage-deflate")
             await client.send("x" * 1000)
@@ -38,7 +38,7 @@ async def test_route_added_while_running_brings_its_timers() -> None:
         app.websocket("/quick", {"message": lambda ws, m, op: None},
                       idle_timeout=0.2, ping_interval=0)
         assert server.config.tick_interval == 0.05
-        async with websockets.connect(url(server, "/quick"), ping_interval=None) as client:
+        async with websockets.connect(ws_url(server, "/quick"), ping_interval=None) as client:
             await asyncio.wait_for(client.wait_closed(), TIMEOUT)
             assert client.close_code == 1001
 
@@ -85,7 +85,7 @@ def rooms_app() -> tuple[App, list[tuple[str, dict[str, Any]]], list[dict[str, A
 
 
 async def recv_first(server: Any, path: str) -> Any:
-    async with websockets.connect(url(server, path)) as client:
+    async with websockets.connect(ws_url(server, path)) as client:
         return await asyncio.wait_for(client.recv(), TIMEOUT)
 
 
@@ -112,7 +112,7 @@ async def test_paths_that_match_no_route_get_404(path: str) -> None:
     app, _, _ = rooms_app()
     async with served(app) as server:
         with pytest.raises(InvalidStatus) as info:
-            await websockets.connect(url(server, path))
+            await websockets.connect(ws_url(server, path))
         assert info.value.response.status_code == 404
 
 

@@ -5,12 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import socket
 import ssl
+import sys
 
 import pytest
 import trustme
 import websockets
-from wsutil import TIMEOUT, RawClient, frame, request, served, url
+from kit import (
+    START_TIMEOUT,
+    TIMEOUT,
+    RawClient,
+    client_frame,
+    recv,
+    served,
+    upgrade_request,
+    wait_for_condition,
+    ws_url,
+)
+from kit.refcodec import OP_BINARY, OP_TEXT
 
 from xyra import App, WebSocket
 
@@ -20,9 +34,9 @@ def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
 
 
 async def neighbour_ok(server) -> None:
-    async with websockets.connect(url(server)) as client:
+    async with websockets.connect(ws_url(server)) as client:
         await client.send("fine")
-        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "fine"
+        assert await recv(client) == "fine"
 
 
 def rss_kib() -> int:
@@ -38,14 +52,11 @@ def rss_kib() -> int:
 
 async def _handshake_status(server, origin: str | None, host: str | None = None) -> int:
     raw = await RawClient.connect(server)
-    extra = f"Origin: {origin}\r\n" if origin else ""
-    data = request(extra=extra)
-    if host is not None:
-        data = data.replace(b"Host: 127.0.0.1", f"Host: {host}".encode())
-    raw.send(data)
-    head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    headers = f"Origin: {origin}\r\n" if origin else ""
+    await raw.send(upgrade_request(headers=headers, host=host or "127.0.0.1"))
+    response = await raw.recv_response(head_only=True)
     raw.close()
-    return int(head.split(b" ", 2)[1])
+    return response.status
 
 
 async def test_default_origin_policy() -> None:
@@ -69,9 +80,8 @@ async def test_allowed_origins_list_and_star(caplog) -> None:
         assert await _handshake_status(server, "https://app.example:443") == 101
         assert await _handshake_status(server, "https://other.example") == 403
         raw = await RawClient.connect(server)
-        raw.send(request("/any", extra="Origin: https://whatever.example\r\n"))
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head.startswith(b"HTTP/1.1 101")
+        await raw.send(upgrade_request("/any", headers="Origin: https://whatever.example\r\n"))
+        assert (await raw.recv_head()).startswith(b"HTTP/1.1 101")
     assert any("allowed_origins" in r.getMessage() for r in caplog.records)
 
 
@@ -81,7 +91,7 @@ async def test_allowed_origins_list_and_star(caplog) -> None:
 async def test_message_rate_limit_closes_1008() -> None:
     app = App()
     app.websocket("/", {"message": echo}, max_messages_per_second=20)
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         for i in range(20):  # one second of burst is allowed
             await client.send(str(i))
         for i in range(20):
@@ -96,7 +106,7 @@ async def test_message_rate_limit_closes_1008() -> None:
 async def test_byte_rate_limit_drops_when_asked() -> None:
     app = App()
     app.websocket("/", {"message": echo}, max_bytes_per_second=1000, rate_limit_action="drop")
-    async with served(app) as server, websockets.connect(url(server)) as client:
+    async with served(app) as server, websockets.connect(ws_url(server)) as client:
         await client.send("a" * 900)
         await client.send("b" * 900)  # over the bucket: dropped, the connection stays
         await client.send("c" * 50)
@@ -111,10 +121,10 @@ async def test_connection_limits_answer_503() -> None:
     app = App(max_connections=3)
     app.websocket("/", {"message": echo})
     async with served(app) as server:
-        clients = [await websockets.connect(url(server)) for _ in range(3)]
+        clients = [await websockets.connect(ws_url(server)) for _ in range(3)]
         raw = await RawClient.connect(server)
-        status, body = await raw.http_response()
-        assert status == 503 and b"max_connections" in body
+        response = await raw.recv_response()
+        assert response.status == 503 and b"max_connections" in response.body
         for c in clients:
             await c.close()
 
@@ -123,28 +133,23 @@ async def test_per_ip_limit_answers_503() -> None:
     app = App(max_connections_per_ip=2)
     app.websocket("/", {"message": echo})
     async with served(app) as server:
-        a = await websockets.connect(url(server))
-        b = await websockets.connect(url(server))
+        a = await websockets.connect(ws_url(server))
+        b = await websockets.connect(ws_url(server))
         raw = await RawClient.connect(server)
-        status, _ = await raw.http_response()
-        assert status == 503
+        assert (await raw.recv_response()).status == 503
         await a.close()
         await asyncio.wait_for(a.wait_closed(), TIMEOUT)
-        for _ in range(50):  # the slot frees once the server saw the close
-            if not await _refused(server):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("per-IP slot was never freed")
+        # the slot frees once the server saw the close
+        await wait_for_condition(lambda: _accepted(server), message="per-IP slot never freed")
         await b.close()
 
 
-async def _refused(server) -> bool:
+async def _accepted(server) -> bool:
     raw = await RawClient.connect(server)
-    raw.send(request())
-    head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    await raw.send(upgrade_request())
+    head = await raw.recv_head()
     raw.close()
-    return not head.startswith(b"HTTP/1.1 101")
+    return head.startswith(b"HTTP/1.1 101")
 
 
 # -- TLS ----------------------------------------------------------------------------------------
@@ -163,17 +168,92 @@ async def test_tls_wss() -> None:
     try:
         async with websockets.connect(f"wss://127.0.0.1:{server.port}/", ssl=client_ctx) as c:
             await c.send("secret")
-            assert await asyncio.wait_for(c.recv(), TIMEOUT) == "secret"
+            assert await recv(c) == "secret"
             big = os.urandom(300_000)
             await c.send(big)
-            assert await asyncio.wait_for(c.recv(), TIMEOUT) == big
+            assert await recv(c) == big
             # Through the TLS layer too, the reader switches between the shared buffer
             # and the in-place one: small and big messages keep coming back intact.
             for message in ("after", os.urandom(70_000), b"x", os.urandom(1 << 20)[:900_000]):
                 await c.send(message)
-                assert await asyncio.wait_for(c.recv(), TIMEOUT) == message
+                assert await recv(c) == message
     finally:
         await server.stop(timeout=1)
+
+
+LISTEN_TLS_APP = """
+import asyncio, sys
+from xyra import App
+
+app = App()
+app.websocket("/", {"message": lambda ws, m, op: ws.send(m, op)})
+tasks = set()
+
+
+@app.on_startup
+def start_a_task_nobody_stops() -> None:
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            print("background task cancelled", flush=True)
+            raise
+
+    tasks.add(asyncio.get_running_loop().create_task(forever()))
+
+
+app.listen(int(sys.argv[1]), certfile=sys.argv[2], keyfile=sys.argv[3])
+print("listen returned", flush=True)
+"""
+
+
+async def test_listen_serves_wss_from_cert_files_and_returns_on_sigterm(tmp_path) -> None:
+    """``app.listen(certfile=, keyfile=)`` in its own process: wss:// works; SIGTERM shuts it
+    down, cancelling a task the app left running, and listen returns."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    script = tmp_path / "tls_app.py"
+    script.write_text(LISTEN_TLS_APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(port),
+        str(certfile),
+        str(keyfile),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+
+        async def echoes_over_wss() -> bool:
+            try:
+                async with websockets.connect(
+                    f"wss://127.0.0.1:{port}/", ssl=client_ctx, open_timeout=TIMEOUT
+                ) as client:
+                    await client.send("over tls")
+                    return await recv(client) == "over tls"
+            except OSError:
+                return proc.returncode is not None  # not listening yet, or gone
+
+        await wait_for_condition(echoes_over_wss, timeout=START_TIMEOUT)
+        assert proc.returncode is None, "the app exited"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, output.decode()
+    lines = output.decode().splitlines()
+    assert lines[-2:] == ["background task cancelled", "listen returned"], lines
 
 
 def test_listen_builds_a_context_from_cert_files(tmp_path) -> None:
@@ -205,14 +285,14 @@ async def test_a_thousand_half_open_connections() -> None:
         half: list[RawClient] = []
         for i in range(1000):
             raw = await RawClient.connect(server)
-            raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
+            await raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
             half.append(raw)
         await neighbour_ok(server)
         assert rss_kib() - before < 64 * 1024  # bounded: well under 64 KiB per connection
         # the handshake timeout reaps every one of them
-        results = await asyncio.wait_for(
-            asyncio.gather(*(r.closed_by_server() for r in half)), 3 * TIMEOUT)
-        assert all(results)
+        await asyncio.wait_for(
+            asyncio.gather(*(r.wait_closed(3 * TIMEOUT) for r in half)), 3 * TIMEOUT
+        )
         assert server.connections == 0
         await neighbour_ok(server)
 
@@ -220,13 +300,12 @@ async def test_a_thousand_half_open_connections() -> None:
 async def test_unmasked_and_huge_frames_beside_a_good_client() -> None:
     app = App()
     app.websocket("/", {"message": echo}, close_timeout=0.5)
-    async with served(app) as server, websockets.connect(url(server)) as good:
-        bad = await RawClient.connect(server)
-        await bad.handshake()
-        bad.send(frame(2, b"", length=(1 << 63) - 1))
-        assert (await bad.read_close())[0] == 1009
+    async with served(app) as server, websockets.connect(ws_url(server)) as good:
+        bad = await RawClient.open(server)
+        await bad.send_frame(OP_BINARY, b"", declared_length=(1 << 63) - 1)
+        assert (await bad.recv_close())[0] == 1009
         await good.send("ok")
-        assert await asyncio.wait_for(good.recv(), TIMEOUT) == "ok"
+        assert await recv(good) == "ok"
 
 
 # -- the upgrade handler (authentication) --------------------------------------------------------
@@ -262,44 +341,53 @@ async def check_token_slowly(request):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("upgrade", [check_token, check_token_slowly], ids=["sync", "async"])
 async def test_upgrade_handler_accepts_and_attaches_data(upgrade) -> None:  # type: ignore[no-untyped-def]
     async with served(auth_app(upgrade)) as server:
-        async with websockets.connect(url(server, "/?token=good")) as client:
-            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
-        async with websockets.connect(url(server),
-                                      additional_headers={"Cookie": "token=good"}) as client:
-            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+        async with websockets.connect(ws_url(server, "/?token=good")) as client:
+            assert await recv(client) == "hello alice@/"
+        async with websockets.connect(
+            ws_url(server), additional_headers={"Cookie": "token=good"}
+        ) as client:
+            assert await recv(client) == "hello alice@/"
 
 
 @pytest.mark.parametrize("upgrade", [check_token, check_token_slowly], ids=["sync", "async"])
 async def test_upgrade_handler_rejects_with_its_status_and_body(upgrade) -> None:  # type: ignore[no-untyped-def]
     async with served(auth_app(upgrade)) as server:
         raw = await RawClient.connect(server)
-        raw.send(request("/?token=bad"))
-        status, body = await raw.http_response()
-        assert status == 401 and body.endswith(b"who are you?")
+        await raw.send(upgrade_request("/?token=bad"))
+        response = await raw.recv_response()
+        assert response.status == 401 and response.body == b"who are you?"
         raw = await RawClient.connect(server)
-        raw.send(request("/?token=good", extra="X-Banned: 1\r\n"))
-        status, _ = await raw.http_response()
-        assert status == 403
+        await raw.send(upgrade_request("/?token=good", headers="X-Banned: 1\r\n"))
+        assert (await raw.recv_response()).status == 403
         await neighbour_ok_auth(server)
 
 
 async def neighbour_ok_auth(server) -> None:  # type: ignore[no-untyped-def]
-    async with websockets.connect(url(server, "/?token=good")) as client:
-        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello alice@/"
+    async with websockets.connect(ws_url(server, "/?token=good")) as client:
+        assert await recv(client) == "hello alice@/"
 
 
 async def test_bytes_sent_during_an_async_upgrade_are_held_not_lost() -> None:
-    async with served(auth_app(check_token_slowly)) as server:
+    deciding = asyncio.Event()
+    decide = asyncio.Event()
+
+    async def check_token_when_told(request):  # type: ignore[no-untyped-def]
+        deciding.set()
+        await asyncio.wait_for(decide.wait(), TIMEOUT)
+        return check_token(request)
+
+    async with served(auth_app(check_token_when_told)) as server:
         raw = await RawClient.connect(server)
-        # the request and two frames in one write, while the handler is still deciding
-        raw.send(request("/?token=good") + frame(1, b"one"))
-        await asyncio.sleep(0.05)
-        raw.send(frame(1, b"two"))
-        head = await asyncio.wait_for(raw.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-        assert head.startswith(b"HTTP/1.1 101")
-        assert await raw.read_frame() == (1, b"hello alice@/")
-        assert await raw.read_frame() == (1, b"one")
-        assert await raw.read_frame() == (1, b"two")
+        # the request and a frame in one write; another frame while the handler decides
+        await raw.send(upgrade_request("/?token=good") + client_frame(OP_TEXT, b"one"))
+        await asyncio.wait_for(deciding.wait(), TIMEOUT)
+        await raw.send(client_frame(OP_TEXT, b"two"))
+        await asyncio.sleep(0)  # a loop iteration: the server reads "two" while it decides
+        decide.set()
+        assert (await raw.recv_head()).startswith(b"HTTP/1.1 101")
+        assert await raw.recv_frame() == (OP_TEXT, b"hello alice@/")
+        assert await raw.recv_frame() == (OP_TEXT, b"one")
+        assert await raw.recv_frame() == (OP_TEXT, b"two")
 
 
 async def test_upgrade_handler_error_is_500_and_logged(caplog) -> None:  # type: ignore[no-untyped-def]
@@ -309,9 +397,9 @@ async def test_upgrade_handler_error_is_500_and_logged(caplog) -> None:  # type:
     caplog.set_level(logging.ERROR, logger="xyra")
     async with served(auth_app(broken)) as server:
         raw = await RawClient.connect(server)
-        raw.send(request())
-        status, body = await raw.http_response()
-        assert status == 500 and b"db down" not in body
+        await raw.send(upgrade_request())
+        response = await raw.recv_response()
+        assert response.status == 500 and b"db down" not in response.body
     assert any("db down" in (r.exc_text or "") for r in caplog.records)
 
 
@@ -319,17 +407,32 @@ async def test_upgrade_request_object() -> None:
     seen = {}
 
     def upgrade(request):  # type: ignore[no-untyped-def]
-        seen.update(method=request.method, path=request.path, query=dict(request.query),
-                    host=request.headers.get("host"), cookies=dict(request.cookies),
-                    remote=request.remote_address, subprotocols=list(request.subprotocols))
+        seen.update(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            host=request.headers.get("host"),
+            cookies=dict(request.cookies),
+            remote=request.remote_address,
+            subprotocols=list(request.subprotocols),
+        )
 
     app = App()
     app.websocket("/r", {"upgrade": upgrade, "message": echo}, subprotocols=["b"])
     async with served(app) as server:
-        async with websockets.connect(url(server, "/r?a=1&b=2"), subprotocols=["a", "b"],
-                                      additional_headers={"Cookie": "k=v"}) as client:
+        async with websockets.connect(
+            ws_url(server, "/r?a=1&b=2"),
+            subprotocols=["a", "b"],
+            additional_headers={"Cookie": "k=v"},
+        ) as client:
             port = client.local_address[1]
             assert client.subprotocol == "b"
-    assert seen == {"method": "GET", "path": "/r", "query": {"a": "1", "b": "2"},
-                    "host": f"127.0.0.1:{server.port}", "cookies": {"k": "v"},
-                    "remote": ("127.0.0.1", port), "subprotocols": ["a", "b"]}
+    assert seen == {
+        "method": "GET",
+        "path": "/r",
+        "query": {"a": "1", "b": "2"},
+        "host": f"127.0.0.1:{server.port}",
+        "cookies": {"k": "v"},
+        "remote": ("127.0.0.1", port),
+        "subprotocols": ["a", "b"],
+    }

@@ -13,15 +13,15 @@ import pytest
 
 pytest.importorskip("xyra.bench._drivers.sockload", reason="the load drivers are not compiled")
 
-from wsutil import TIMEOUT, served
+from kit import TIMEOUT, served
 
 from xyra import App
-from xyra.bench._drivers.loadgen import client_frame
+from xyra.bench._drivers.loadgen import masked_frame
 from xyra.bench._drivers.sockload import ConnectDriver, EchoDriver, PubSubDriver
 from xyra.bench.client import subscribe_barrier, upgrade_request
 
 KEY = b"\x01\x02\x03\x04"
-CLOSE = client_frame(b"\x03\xe8", 8, KEY)
+CLOSE = masked_frame(b"\x03\xe8", 8, KEY)
 MIB = 1024 * 1024
 
 
@@ -129,7 +129,7 @@ async def echo_run(port: int, path: bytes | None, frame: bytes, window: int, siz
 
 async def test_echo_counts_every_small_reply() -> None:
     async with served(counting_app([])) as server:
-        driver = await echo_run(server.port, b"/", client_frame(b"x" * 32, 1, KEY), 8, 32, 1,
+        driver = await echo_run(server.port, b"/", masked_frame(b"x" * 32, 1, KEY), 8, 32, 1,
                                 connections=3)
         driver.close()
     assert driver.first_error is None and driver.lost == 0
@@ -141,7 +141,7 @@ async def test_echo_counts_every_small_reply() -> None:
 
 async def test_echo_drops_big_payloads_in_the_kernel_but_counts_them() -> None:
     async with served(counting_app([])) as server:
-        frame = client_frame(b"\xa5" * MIB, 2, KEY)
+        frame = masked_frame(b"\xa5" * MIB, 2, KEY)
         driver = await echo_run(server.port, b"/", frame, 1, MIB, 2)
         driver.close()
     assert driver.first_error is None and driver.lost == 0
@@ -153,7 +153,7 @@ async def test_echo_drops_big_payloads_in_the_kernel_but_counts_them() -> None:
 
 async def test_echo_counts_replies_of_the_wrong_length() -> None:
     async with served(counting_app([])) as server:
-        driver = await echo_run(server.port, b"/wrong", client_frame(b"y" * 100, 2, KEY), 2,
+        driver = await echo_run(server.port, b"/wrong", masked_frame(b"y" * 100, 2, KEY), 2,
                                 100, 2)
         driver.close()
     assert driver.received > 10
@@ -162,7 +162,7 @@ async def test_echo_counts_replies_of_the_wrong_length() -> None:
 
 async def test_echo_reports_a_server_that_closes() -> None:
     async with served(counting_app([])) as server:
-        driver = await echo_run(server.port, b"/bye", client_frame(b"z", 1, KEY), 1, 1, 1)
+        driver = await echo_run(server.port, b"/bye", masked_frame(b"z", 1, KEY), 1, 1, 1)
         driver.close()
     assert driver.lost == 2 and driver.received == 0
     assert driver.first_error == "the server closed the connection (1000)"
@@ -177,7 +177,7 @@ async def test_echo_on_a_raw_tcp_echo_counts_the_masked_frames() -> None:
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        driver = await echo_run(port, None, client_frame(b"r" * 300, 1, KEY), 4, 300, 1)
+        driver = await echo_run(port, None, masked_frame(b"r" * 300, 1, KEY), 4, 300, 1)
         driver.close()
     finally:
         server.close()
@@ -198,7 +198,7 @@ def test_drivers_refuse_bad_arguments() -> None:
 def test_echo_raises_when_nothing_listens() -> None:
     # Blocking constructor against nothing listening: the OS error, no driver.
     with pytest.raises(OSError):
-        EchoDriver(free_port(), 1, client_frame(b"x", 1, KEY), 1, request=upgrade_request(b"/"))
+        EchoDriver(free_port(), 1, masked_frame(b"x", 1, KEY), 1, request=upgrade_request(b"/"))
 
 
 # -- PubSubDriver ---------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def pubsub_app(published: list[str]) -> App:
 async def pubsub_run(port: int, route: bytes, topics: int, subscribers: int, seconds: float,
                      stall_period: float = 2.0) -> PubSubDriver:
     requests = [upgrade_request(route + b"?%d" % i) for i in range(topics)]
-    frame = client_frame(b"m" * 20, 1, KEY)
+    frame = masked_frame(b"m" * 20, 1, KEY)
 
     def run() -> PubSubDriver:
         driver = PubSubDriver(port, requests, subscribers, frame, 4, expect_length=20,

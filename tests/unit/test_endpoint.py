@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import pytest
-from refcodec import RefParser, encode_close_payload, encode_frame
+from kit.refcodec import RefParser, encode_close_payload, encode_frame
 
 from xyra._core.endpoint import EndpointConfig, Outbox, RecordingEndpoint
 from xyra.enums import OpCode, SendStatus

@@ -208,8 +208,10 @@ def test_first_fitting_offer_wins() -> None:
         "permessage-deflate",
     )
     response, params = negotiate(*offers, mode="shared")
-    assert response == ("permessage-deflate; server_no_context_takeover; "
-                        "server_max_window_bits=10; client_max_window_bits=15")
+    assert response == (
+        "permessage-deflate; server_no_context_takeover; "
+        "server_max_window_bits=10; client_max_window_bits=15"
+    )
     assert params == DeflateParams(server_no_context_takeover=True, server_max_window_bits=10)
     response, params = negotiate(*offers, mode="dedicated")
     assert response == ("permessage-deflate; server_max_window_bits=10; client_max_window_bits=15")

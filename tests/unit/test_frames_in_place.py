@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from kit.refcodec import build_frame, encode_frame
 
-from xyra._core.frames import FrameParser, build_frame
+from xyra._core.frames import FrameParser
 
 MASK = b"\x09\x08\x07\x06"
 
@@ -21,7 +22,7 @@ def feed_in_chunks(parser: FrameParser, data: bytes, sizes: list[int]) -> list:
     pos, i = 0, 0
     while pos < len(data):
         size = sizes[i % len(sizes)]
-        events += parser.feed(data[pos:pos + size])
+        events += parser.feed(data[pos : pos + size])
         pos += size
         i += 1
     return events
@@ -62,8 +63,9 @@ def test_ineligible_frames_take_the_copying_path(opcode: int, kind: str) -> None
     payload = b"x" * 150_000
     # a big text frame, and a big message in two fragments
     whole = build_frame(opcode, payload, mask=MASK)
-    fragments = (build_frame(opcode, payload[:90_000], fin=False, mask=MASK)
-                 + build_frame(0, payload[90_000:], mask=MASK))
+    fragments = build_frame(opcode, payload[:90_000], fin=False, mask=MASK) + build_frame(
+        0, payload[90_000:], mask=MASK
+    )
     value = payload.decode() if kind == "text" else payload
     assert feed_in_chunks(parser, whole, [40_000]) == [(kind, value)]
     assert feed_in_chunks(parser, fragments, [40_000]) == [(kind, value)]
@@ -72,7 +74,7 @@ def test_ineligible_frames_take_the_copying_path(opcode: int, kind: str) -> None
 def test_invalid_frame_after_a_big_one_still_fails() -> None:
     parser = FrameParser(max_payload_length=4 << 20)
     payload = b"z" * 80_000
-    data = build_frame(2, payload, mask=MASK) + b"\x83\x80" + MASK  # reserved opcode 3
+    data = build_frame(2, payload, mask=MASK) + encode_frame(3, b"", mask=MASK)  # reserved
     events = feed_in_chunks(parser, data, [30_000])
     assert events[0] == ("binary", payload)
     assert events[1][:2] == ("error", 1002)

@@ -20,7 +20,7 @@ def test_the_buffer_grows_with_what_arrives_and_is_released_when_idle() -> None:
     frame = build_frame(2, payload, mask=MASK)
     fed = 0
     for size in (15, 70_000, 200_000, 300_000):
-        assert parser.feed(frame[fed:fed + size]) == []
+        assert parser.feed(frame[fed : fed + size]) == []
         fed += size
         assert parser.capacity <= 2 * fed + 128 * 1024
     events = parser.feed(frame[fed:])

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import refcodec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from refcodec import (
+from kit import refcodec
+from kit.refcodec import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,

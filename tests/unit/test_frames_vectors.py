@@ -2,7 +2,7 @@
 code validity, Autobahn-style UTF-8 cases, masking at every alignment.
 
 Each test runs against the Cython module (``xyra._core.frames``) and against the pure-Python
-reference codec in ``refcodec.py``, so the oracle is checked by the same vectors.
+reference codec in ``tests/kit/refcodec.py``, so the oracle is checked by the same vectors.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-import refcodec
-from refcodec import (
+from kit import refcodec
+from kit.refcodec import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,

@@ -49,8 +49,8 @@ LENGTHS = [0, 1, 125, 126, 127, 65535, 65536, 70000]
 def test_client_frame_matches_reference(n: int, key: bytes | None) -> None:
     payload = random.Random(n).randbytes(n)
     for opcode in (1, 2):
-        assert loadgen.client_frame(payload, opcode, key) == ref_frame(payload, opcode, key)
-    assert loadgen.client_frame(payload, 2, key, fin=False) == ref_frame(payload, 2, key, fin=False)
+        assert loadgen.masked_frame(payload, opcode, key) == ref_frame(payload, opcode, key)
+    assert loadgen.masked_frame(payload, 2, key, fin=False) == ref_frame(payload, 2, key, fin=False)
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -75,7 +75,7 @@ def test_parse_header_flags_and_invalid_length() -> None:
 def test_prebuilt_frames_are_masked(n: int) -> None:
     payload = bytes(range(256)) * (n // 256 + 1)
     payload = payload[:n]
-    frame = loadgen.client_frame(payload, 1, KEY)
+    frame = loadgen.masked_frame(payload, 1, KEY)
     size, length, opcode, fin, key = loadgen.parse_header(frame)
     assert (length, opcode, fin, key) == (n, 1, True, KEY)
     assert frame[size:] == ref_mask(payload, KEY)
@@ -86,9 +86,9 @@ def test_prebuilt_frames_are_masked(n: int) -> None:
 
 def test_client_frame_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        loadgen.client_frame(b"x", 16)
+        loadgen.masked_frame(b"x", 16)
     with pytest.raises(ValueError):
-        loadgen.client_frame(b"x", 1, b"abc")
+        loadgen.masked_frame(b"x", 1, b"abc")
 
 
 def stream_of(lengths: list[int], key: bytes | None = None) -> bytes:
@@ -202,7 +202,7 @@ def test_connection_handshake_and_pipelined_echo(chunk: int) -> None:
     loop = asyncio.new_event_loop()
     try:
         stats = loadgen.Stats()
-        frame = loadgen.client_frame(b"x" * 32, 1, KEY)
+        frame = loadgen.masked_frame(b"x" * 32, 1, KEY)
         conn = loadgen.Connection(
             loop,
             stats,
@@ -259,7 +259,7 @@ def test_publisher_paced_by_subscriber_deliveries() -> None:
     try:
         stats = loadgen.Stats()
         topic = loadgen.TopicPacer(3, 2)
-        frame = loadgen.client_frame(b"m", 1, KEY)
+        frame = loadgen.masked_frame(b"m", 1, KEY)
         pub = loadgen.Connection(
             loop, stats, path=None, role=loadgen.PUBLISHER, frame=frame, window=2
         )

@@ -64,7 +64,8 @@ cdef extern from "zlib.h":
     int inflate(z_stream* strm, int flush) nogil
     int inflateReset(z_stream* strm) nogil
     int inflateEnd(z_stream* strm) nogil
-    int inflateGetDictionary(z_stream* strm, unsigned char* dictionary, unsigned int* dictLength) nogil
+    int inflateGetDictionary(z_stream* strm, unsigned char* dictionary,
+                             unsigned int* dictLength) nogil
     int inflateSetDictionary(z_stream* strm, const unsigned char* dictionary,
                              unsigned int dictLength) nogil
 
@@ -282,7 +283,9 @@ cdef class Deflater:
                 rc = deflate(zs, flush)
                 produced += room - zs.avail_out
                 if rc != Z_OK and rc != Z_BUF_ERROR:
-                    raise MemoryError() if rc == Z_MEM_ERROR else RuntimeError(f"deflate failed ({rc})")
+                    if rc == Z_MEM_ERROR:
+                        raise MemoryError()
+                    raise RuntimeError(f"deflate failed ({rc})")
                 # Free output space left means zlib consumed all it was given and,
                 # under Z_SYNC_FLUSH, finished the flush (zlib.h, deflate()).
                 if zs.avail_out != 0 and zs.avail_in == 0 and flush == Z_SYNC_FLUSH:
@@ -444,7 +447,8 @@ cdef class Inflater:
             return DEFLATE_OK
         self._ensure()
         cdef z_stream* zs = <z_stream*>self._zs
-        cdef size_t limit = max_size + 1 if max_size < <size_t>PY_SSIZE_T_MAX else <size_t>PY_SSIZE_T_MAX
+        cdef size_t limit = (max_size + 1 if max_size < <size_t>PY_SSIZE_T_MAX
+                             else <size_t>PY_SSIZE_T_MAX)
         # First guess for the output: 8x the input (JSON compresses ~5x), capped.
         cdef size_t cap = _min(_min(length, FIRST_OUT) * 8, FIRST_OUT)
         cdef size_t produced = 0

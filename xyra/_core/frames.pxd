@@ -83,7 +83,8 @@ cdef class Parser:
     cdef int on_protocol_error(self, int code, str why) except -1
 
 cdef bytes make_frame(int opcode, const unsigned char* payload, Py_ssize_t length, bint rsv1)
-cdef Py_ssize_t write_header(unsigned char* out, int opcode, Py_ssize_t length, bint fin, bint rsv1) noexcept
+cdef Py_ssize_t write_header(unsigned char* out, int opcode, Py_ssize_t length, bint fin,
+                             bint rsv1) noexcept
 cdef bint valid_close_code(int code) noexcept
 cdef object shared_view()
 cdef unsigned char* shared_ptr() noexcept

@@ -158,7 +158,6 @@ cdef class Parser:
         """Make cap - end >= need, moving held bytes to the front first."""
         cdef Py_ssize_t held = self.end - self.start
         cdef Py_ssize_t newcap
-        cdef unsigned char* nb
         if self.start and (self.cap - self.end < need):
             memmove(self.buf, self.buf + self.start, held)
             self.start = 0

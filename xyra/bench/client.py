@@ -30,7 +30,7 @@ from xyra.bench._drivers.loadgen import (
     Connection,
     Stats,
     TopicPacer,
-    client_frame,
+    masked_frame,
 )
 from xyra.bench._drivers.sockload import ConnectDriver, EchoDriver, PubSubDriver
 from xyra.bench.procs import cpu_seconds, raise_nofile, rss_bytes
@@ -169,7 +169,7 @@ async def close_all(conns: list[Connection], timeout: float) -> None:
 def payload_frame(w: wl.Workload) -> bytes:
     """The one pre-masked frame a workload's connections send, over and over."""
     payload = (b"\xa5" if w.binary else b"x") * w.size
-    return client_frame(payload, 2 if w.binary else 1, MASK_KEY)
+    return masked_frame(payload, 2 if w.binary else 1, MASK_KEY)
 
 
 def json_frames(messages: list[bytes], compress: bool) -> list[bytes]:
@@ -178,10 +178,10 @@ def json_frames(messages: list[bytes], compress: bool) -> list[bytes]:
     frames = []
     for m in messages:
         if compress:
-            frame = client_frame(payloads.deflate_message(m), 1, MASK_KEY)
+            frame = masked_frame(payloads.deflate_message(m), 1, MASK_KEY)
             frames.append(bytes([frame[0] | 0x40]) + frame[1:])
         else:
-            frames.append(client_frame(m, 1, MASK_KEY))
+            frames.append(masked_frame(m, 1, MASK_KEY))
     return frames
 
 
@@ -244,7 +244,7 @@ async def check_inflate(port: int, route: str, message: bytes, timeout: float) -
         for line in head.lower().split(b"\r\n"):
             if line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line:
                 result["negotiated"] = True
-        frame = client_frame(message, 1, MASK_KEY)
+        frame = masked_frame(message, 1, MASK_KEY)
         deadline = time.monotonic() + timeout
         got: tuple[int, bytes] | None = None
         while got is None and time.monotonic() < deadline:
@@ -570,7 +570,7 @@ async def run_connect(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         spec.port,
         w.connections,
         upgrade_request(b"/"),
-        client_frame(b"\x03\xe8", 8, MASK_KEY),
+        masked_frame(b"\x03\xe8", 8, MASK_KEY),
         host=HOST,
         timeout=CYCLE_TIMEOUT,
     )

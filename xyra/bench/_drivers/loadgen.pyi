@@ -15,7 +15,7 @@ def parse_header(
 ) -> tuple[int, int, int, bool, bytes | None] | None:
     """``(header_size, payload_length, opcode, fin, mask_key)`` or None if incomplete."""
 
-def client_frame(
+def masked_frame(
     payload: bytes | bytearray | memoryview,
     opcode: int,
     mask_key: bytes | None = None,

@@ -7,7 +7,7 @@ connections (pub/sub, idle, memory); the echo and connect workloads run on
 module's ``FrameCounter``. The load client must never be the bottleneck, so the
 per-message path does no Python work:
 
-* client frames are built and masked once, before the run (``client_frame``); a
+* client frames are built and masked once, before the run (``masked_frame``); a
   connection that has to send ``k`` more messages writes one pre-joined ``bytes``
   object holding ``k`` frames, so a whole read batch costs one ``transport.write``
   (and uvloop coalesces the writes of one loop iteration into one syscall);
@@ -30,7 +30,7 @@ What it shares with the server, and what it does not: the masking is the core's
 frame headers are read by the client's own ``read_header`` (``loadgen.pxd``), on
 purpose: the load client checks the servers it measures, Xyra among them, so it
 does not trust Xyra's frame codec to tell it what a server sent. The unit tests
-check both it and ``client_frame`` against a plain-Python encoding of RFC 6455.
+check both it and ``masked_frame`` against a plain-Python encoding of RFC 6455.
 """
 
 import asyncio
@@ -87,7 +87,7 @@ def parse_header(data):
     return size, h.length, h.opcode, bool(h.fin), key
 
 
-def client_frame(payload, int opcode, mask_key=None, bint fin=True):
+def masked_frame(payload, int opcode, mask_key=None, bint fin=True):
     """One client frame: header, mask key and the payload masked with it.
 
     The argument order is the client's own (payload first), and the name differs from
@@ -443,7 +443,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         # Thousands of these open at once: build the constant parts once per process.
         self.close_frame = _close_frames.get(mask_key)
         if self.close_frame is None:
-            self.close_frame = _close_frames[mask_key] = client_frame(b"\x03\xe8", 8, mask_key)
+            self.close_frame = _close_frames[mask_key] = masked_frame(b"\x03\xe8", 8, mask_key)
         if path is not None:
             self.request = _requests.get((path, host, extensions))
             if self.request is None:
@@ -625,7 +625,7 @@ cdef class Connection(_ProtocolBase, asyncio.BufferedProtocol):
         cdef int flags = self.parser.flags
         self.parser.flags = 0
         if flags & F_PING and not self.closing:
-            self._write(client_frame(self.parser.ping_payload, 10, self.mask_key))
+            self._write(masked_frame(self.parser.ping_payload, 10, self.mask_key))
         if flags & F_ERROR:
             self.error = "invalid frame from server"
             self.abort()

@@ -36,7 +36,7 @@ from libc.string cimport memmove, strerror
 from xyra.bench._drivers.loadgen cimport (
     F_CLOSE, F_ERROR, F_PING, FrameCounter, Header, read_header,
 )
-from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, client_frame
+from xyra.bench._drivers.loadgen import HANDSHAKE_ACCEPT as _ACCEPT, masked_frame
 
 
 cdef extern from "<string.h>" nogil:
@@ -599,7 +599,7 @@ cdef class EchoDriver:
             # Rare (the echo peers do not ping during a run). Only between frames: a
             # ping that arrives while a frame is half sent goes unanswered (a server
             # waits for a pong far longer than a run lasts).
-            pong = client_frame(p.counter.ping_payload, 10, b"\x00\x00\x00\x00")
+            pong = masked_frame(p.counter.ping_payload, 10, b"\x00\x00\x00\x00")
             send(p.fd, PyBytes_AS_STRING(pong), PyBytes_GET_SIZE(pong), MSG_NOSIGNAL)
 
     cdef void _drop(self, _Peer p, str why) except *:

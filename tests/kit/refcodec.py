@@ -3,6 +3,11 @@
 Not shipped, not fast, meant to be *obviously* correct. The decoder works one byte at a
 time, so every error is reported at the earliest byte that makes the stream invalid.
 
+It is also the one frame builder of the test suite: ``encode_frame`` writes any frame, valid
+or not; ``client_frame`` is what a client sends (masked with a fresh key unless told
+otherwise); ``read_frame`` splits one frame off a byte stream without judging it, for clients
+that look at what the server wrote.
+
 Semantics (the contract of the Cython parser, see the test brief):
 
 * events: ``("text", str)``, ``("binary", bytes)``, ``("ping", bytes)``, ``("pong", bytes)``,
@@ -26,7 +31,8 @@ in a text message exactly at the offending byte (fail-fast).
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Literal, NamedTuple
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -54,7 +60,10 @@ def mask_bytes(data: bytes, key: bytes) -> bytes:
     """XOR ``data`` with the repeating 4-byte ``key`` (masking and unmasking are the same)."""
     if len(key) != 4:
         raise ValueError("mask key must be 4 bytes")
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    n = len(data)
+    # One big-integer XOR instead of a byte loop: megabyte payloads stay quick.
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -177,6 +186,87 @@ def build_frame(
 ) -> bytes:
     """Same signature as ``frames.build_frame``: minimal length form."""
     return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask)
+
+
+def client_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    rsv2: bool = False,
+    rsv3: bool = False,
+    masked: bool = True,
+    declared_length: int | None = None,
+) -> bytes:
+    """A frame as a client sends it: masked with a fresh random key.
+
+    ``masked=False`` leaves out the mask (a protocol error from a client), the ``rsv*`` bits
+    are set as given, and ``declared_length`` announces a length other than the payload's.
+    """
+    key = os.urandom(4) if masked else None
+    return encode_frame(
+        opcode,
+        payload,
+        fin=fin,
+        rsv1=rsv1,
+        rsv2=rsv2,
+        rsv3=rsv3,
+        mask=key,
+        declared_length=declared_length,
+    )
+
+
+def wire_length(payload_length: int, *, masked: bool = False) -> int:
+    """Bytes on the wire of a frame with this payload (minimal length form)."""
+    extended = 0 if payload_length <= 125 else 2 if payload_length <= 0xFFFF else 8
+    return 2 + extended + (4 if masked else 0) + payload_length
+
+
+class Frame(NamedTuple):
+    """One frame as ``read_frame`` found it (the payload unmasked)."""
+
+    fin: bool
+    rsv1: bool
+    rsv2: bool
+    rsv3: bool
+    opcode: int
+    masked: bool
+    payload: bytes
+    size: int  # bytes the frame took in the stream
+
+
+def read_frame(data: bytes | bytearray) -> Frame | None:
+    """The frame at the start of ``data``, or None until all of it is there.
+
+    It judges nothing (any opcode, any bits, masked or not): the caller asserts what it
+    expects. ``frame.size`` bytes of ``data`` belong to it.
+    """
+    if len(data) < 2:
+        return None
+    b0, b1 = data[0], data[1]
+    n7 = b1 & 0x7F
+    ext = 2 if n7 == 126 else 8 if n7 == 127 else 0
+    masked = bool(b1 & 0x80)
+    head = 2 + ext + (4 if masked else 0)
+    if len(data) < head:
+        return None
+    length = n7 if ext == 0 else int.from_bytes(data[2 : 2 + ext], "big")
+    if len(data) < head + length:
+        return None
+    payload = bytes(data[head : head + length])
+    if masked:
+        payload = mask_bytes(payload, bytes(data[head - 4 : head]))
+    return Frame(
+        fin=bool(b0 & 0x80),
+        rsv1=bool(b0 & 0x40),
+        rsv2=bool(b0 & 0x20),
+        rsv3=bool(b0 & 0x10),
+        opcode=b0 & 0x0F,
+        masked=masked,
+        payload=payload,
+        size=head + length,
+    )
 
 
 def encode_close_payload(code: int | None, reason: bytes = b"") -> bytes:
