@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from xyra._core.connection import Hub, WebSocket
 
@@ -18,6 +18,10 @@ class Topic:
 class PubSubHub(Hub):
     """The server's hub with the topic index."""
 
+    backplane: Any
+    """None, or the worker's backplane (``xyra.backplane.Backplane``): the hub calls its
+    ``topic_added``, ``topic_removed`` and ``forward`` on the loop thread."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None: ...
     def publish(
         self,
@@ -29,8 +33,17 @@ class PubSubHub(Hub):
     ) -> int:
         """Queue ``message`` for every subscriber of ``topic`` (but ``exclude``).
 
-        Returns how many subscribers it was queued for. From another thread it hops
-        onto the loop and returns 0 at once.
+        Returns how many subscribers it was queued for here. From another thread it hops
+        onto the loop and returns 0 at once. With a backplane, the message then goes to
+        the other workers and machines (never waiting on them).
+        """
+    def publish_local(
+        self, topic: str, message: str | _Buffer, opcode: int | None = None,
+        compress: bool = False,
+    ) -> int:
+        """Deliver to this worker's subscribers only: a message from the backplane.
+
+        Loop thread only; never forwarded again. Bytes with opcode TEXT must be UTF-8.
         """
     def num_subscribers(self, topic: str) -> int: ...
     def topic_names(self) -> list[str]: ...

@@ -29,13 +29,20 @@ cdef class PubSubHub(Hub):
     """The server's hub with the topic index."""
 
     cdef dict topics
+    # None, or the worker's backplane (xyra.backplane): told when a topic gets its first
+    # local subscriber and loses its last one, and handed every local publish after
+    # local delivery. With none configured, publish pays one ``is None`` test.
+    cdef public object backplane
 
+    cdef int _deliver(self, str topic, const char* p, Py_ssize_t n, int op, bint compress,
+                      WebSocket exclude) except -1
     cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
                                  WebSocket exclude) except -1
 
     def __init__(self, loop, log):
         Hub.__init__(self, loop, log)
         self.topics = {}
+        self.backplane = None
 
     cdef int subscribe(self, WebSocket ws, str topic) except -1:
         cdef dict mine = ws.topic_map()
@@ -47,6 +54,8 @@ cdef class PubSubHub(Hub):
         if t is None:
             t = Topic(topic)
             self.topics[topic] = t
+            if self.backplane is not None:
+                self.backplane.topic_added(topic)
         old = len(t.subs)
         t.subs[ws] = None
         mine[topic] = t
@@ -69,6 +78,8 @@ cdef class PubSubHub(Hub):
         del t.subs[ws]
         if not t.subs:
             del self.topics[t.name]
+            if self.backplane is not None:
+                self.backplane.topic_removed(t.name)
         if ws.route.subscription is not None:
             ws.call(ws.route.subscription, False, (ws, t.name, old - 1, old))
         return 0
@@ -86,17 +97,14 @@ cdef class PubSubHub(Hub):
                       WebSocket exclude=None) except -1:
         """Queue ``message`` for every subscriber of ``topic`` (but ``exclude``).
 
-        Returns how many subscribers it was queued for. From another thread it hops
-        onto the loop and returns 0 at once.
+        Returns how many subscribers it was queued for here. From another thread it hops
+        onto the loop and returns 0 at once. With a backplane, the message then goes to
+        the other workers and machines (never waiting on them).
         """
-        cdef Topic t
         cdef const char* p
         cdef Py_ssize_t n
         cdef int op
-        cdef bytes frame
-        cdef const unsigned char* fp
-        cdef Py_ssize_t fl
-        cdef int count = 0
+        cdef int count
         # Validate and take the bytes now, in the caller's thread: errors raise there,
         # and a buffer the caller reuses right after the call is not read later.
         message = message_payload(message, opcode, &p, &n, &op)
@@ -105,7 +113,32 @@ cdef class PubSubHub(Hub):
         if <long>PyThread_get_thread_ident() != self.thread_id:
             self.loop.call_soon_threadsafe(self.publish, topic, message, op, compress, exclude)
             return 0
-        t = self.topics.get(topic)
+        count = self._deliver(topic, p, n, op, compress, exclude)
+        if self.backplane is not None:
+            self.backplane.forward(topic, message, op, compress)
+        return count
+
+    def publish_local(self, str topic, object message, object opcode=None,
+                      bint compress=False) -> int:
+        """Deliver to this worker's subscribers only: a message from the backplane.
+
+        Loop thread only; never forwarded again. Bytes with opcode TEXT must be UTF-8.
+        """
+        cdef const char* p
+        cdef Py_ssize_t n
+        cdef int op
+        message = message_payload(message, opcode, &p, &n, &op)
+        if op != OP_TEXT and op != OP_BINARY:
+            raise ValueError("publish sends TEXT or BINARY messages")
+        return self._deliver(topic, p, n, op, compress, None)
+
+    cdef int _deliver(self, str topic, const char* p, Py_ssize_t n, int op, bint compress,
+                      WebSocket exclude) except -1:
+        cdef Topic t = self.topics.get(topic)
+        cdef bytes frame
+        cdef const unsigned char* fp
+        cdef Py_ssize_t fl
+        cdef int count = 0
         if t is None:
             return 0
         if compress:
