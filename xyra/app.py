@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
+from xyra.backplane import Backplane, BackplaneEvent
 from xyra.extensions import negotiate_deflate
 from xyra.http_routes import HTTPRoutes
 from xyra.routes import handler_set, route_config
@@ -56,6 +57,10 @@ class App(HTTPRoutes):
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
         self._servers: set[Server] = set()
+        # scale-out (xyra.workers, xyra.backplane)
+        self.worker_id = 0
+        """Which worker this process is: 0 to N-1 under ``workers=N``, else 0."""
+        self._backplane_hooks: list[Callable[[BackplaneEvent], Any]] = []
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -126,8 +131,48 @@ class App(HTTPRoutes):
         return had
 
     def num_subscribers(self, topic: str) -> int:
-        """How many connections are subscribed to ``topic``."""
+        """How many connections of this worker are subscribed to ``topic``."""
         return sum(server.hub.num_subscribers(topic) for server in list(self._servers))
+
+    # -- scale-out: the backplane ---------------------------------------------------------
+
+    async def cluster_subscribers(self, topic: str) -> int:
+        """Subscribers of ``topic`` in every worker and on every machine (on the loop).
+
+        Asks the other workers through the backplane; without one, the local count.
+        Raises ConnectionError while the backplane is down, TimeoutError if a worker
+        does not answer in 2 s.
+        """
+        total = 0
+        for server in list(self._servers):
+            if server.backplane is None:
+                total += server.hub.num_subscribers(topic)
+            else:
+                total += await server.backplane.cluster_subscribers(topic)
+        return total
+
+    def on_backplane(self, func: F) -> F:
+        """Call ``func(event)`` (sync or async) when the backplane link goes down or up.
+
+        ``event`` is a ``xyra.backplane.BackplaneEvent``: ``up``, ``reason``, and on the
+        way up ``missed_topics`` (local topics that may have missed messages) and
+        ``down_for`` (seconds).
+        """
+        self._backplane_hooks.append(func)
+        return func
+
+    def backplane_stats(self) -> dict[str, Any] | None:
+        """This worker's backplane counters (``None`` without a backplane)."""
+        for server in list(self._servers):
+            if server.backplane is not None:
+                return server.backplane.stats()
+        return None
+
+    def _backplane_event(self, event: BackplaneEvent) -> None:
+        for hook in self._backplane_hooks:
+            result = hook(event)
+            if asyncio.iscoroutine(result):
+                asyncio.get_running_loop().create_task(result)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -160,16 +205,32 @@ class App(HTTPRoutes):
         ssl: _ssl.SSLContext | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
+        workers: int = 1,
+        backplane: str | Backplane | None = None,
         **kwargs: Any,
     ) -> None:
         """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return.
 
         ``ssl`` (an ``ssl.SSLContext``) or ``certfile``/``keyfile`` serve ``wss://``.
+        ``workers=N`` (N > 1) forks N worker processes under a supervisor
+        (``xyra.workers``), linked by the embedded relay; ``backplane="redis://..."``
+        links every worker of every machine through Redis instead (docs/scaling.md).
         """
         _default_logging()
         context = tls_context(ssl, certfile, keyfile)
         if context is not None:
             kwargs["ssl"] = context
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, not {workers}")
+        if workers > 1:
+            from xyra.workers import run_workers
+
+            code = run_workers(self, port, host, workers=workers, backplane=backplane, **kwargs)
+            if code:
+                raise SystemExit(code)
+            return
+        if backplane is not None:
+            kwargs["backplane"] = backplane
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:

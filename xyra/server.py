@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from xyra._core.protocol import PlainServerProtocol, ServerContext, ServerProtocol, tune_malloc
 from xyra._core.pubsub import PubSubHub
+from xyra.backplane import Backplane
+from xyra.backplane import create as create_backplane
 from xyra.http import Request, Response
 
 if TYPE_CHECKING:
@@ -51,15 +53,22 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
+        self.backplane: Backplane | None = None
         self.host = ""
         self.port = 0
 
-    async def start(self, host: str, port: int, **kwargs: Any) -> None:
+    async def start(
+        self, host: str, port: int, backplane: str | Backplane | None = None, **kwargs: Any
+    ) -> None:
         if os.environ.get("XYRA_TUNE_MALLOC", "1") != "0":
             tune_malloc()
         if kwargs.get("ssl") is not None:
             self.context.scheme = "https"
         await run_hooks(self.app._startup)
+        if backplane is not None:  # pub/sub with other workers and machines
+            self.backplane = create_backplane(backplane)
+            self.hub.backplane = self.backplane
+            await self.backplane.start(self.hub, self.app._backplane_event)
         context = self.context
         # uvloop reads into any protocol with get_buffer and lets the WebSocket take the
         # transport over after the upgrade; plain asyncio loops need data_received on a
@@ -87,6 +96,11 @@ class Server:
     def connections(self) -> int:
         return len(self.context.connections)
 
+    def stop_listening(self) -> None:
+        """Close the listening socket; connections already accepted go on (draining)."""
+        if self._server is not None:
+            self._server.close()
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001, run the shutdown hooks."""
         if self._server is None:
@@ -108,6 +122,9 @@ class Server:
         await server.wait_closed()
         self.app._servers.discard(self)
         await run_hooks(self.app._shutdown)
+        if self.backplane is not None:
+            await self.backplane.stop()
+            self.hub.backplane = None
         self._stopped.set()
 
     async def wait_closed(self) -> None:
