@@ -337,3 +337,27 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return True
     return state != "Z"
+
+
+async def check_fanout(publisher: Client, thread_publisher: Client, everyone: list[Client],
+                       count: int = 300) -> None:
+    """``publisher`` sends ``count`` messages with ws.publish, ``thread_publisher`` as many
+    with app.publish from a thread: each client of ``everyone`` (all subscribed to "news")
+    gets each message exactly once, in order; the first publisher gets none of its own."""
+    ws_items = [f"ws-{i}" for i in range(count)] + ["ws-end"]
+    thread_items = [f"thread-{i}" for i in range(count)] + ["thread-end"]
+    await publisher.command(op="publish", topic="news", items=ws_items)
+    await thread_publisher.command(op="thread_publish", topic="news", items=thread_items)
+    for client in everyone:
+        # Each stream ends with its own marker: in order per publisher, so once a client
+        # has both markers it has everything it will ever get from these two publishers.
+        wanted = ["thread-end"] if client is publisher else ["ws-end", "thread-end"]
+        await client.wait(lambda c=client, w=wanted: all(m in c.messages for m in w),
+                          what=f"the end markers {wanted}")
+    for client in everyone:
+        got_ws = [m for m in client.messages if str(m).startswith("ws-")]
+        got_thread = [m for m in client.messages if str(m).startswith("thread-")]
+        # ws.publish excludes its sender; app.publish reaches everyone
+        assert got_ws == ([] if client is publisher else ws_items), client.worker
+        assert got_thread == thread_items, client.worker
+        assert len(client.messages) == len(got_ws) + len(got_thread)

@@ -15,6 +15,7 @@ import websockets
 from scaleout import (
     Client,
     await_until,
+    check_fanout,
     clients_on_workers,
     clusters_fixture,  # noqa: F401
     pid_alive,
@@ -41,24 +42,7 @@ async def test_publish_reaches_every_worker_once_and_in_order(clusters, backplan
     await wait_cluster_count(publisher, "news", 4)
     await wait_cluster_count(thread_publisher, "news", 4)
 
-    ws_items = [f"ws-{i}" for i in range(300)] + ["ws-end"]
-    thread_items = [f"thread-{i}" for i in range(300)] + ["thread-end"]
-    await publisher.command(op="publish", topic="news", items=ws_items)
-    await thread_publisher.command(op="thread_publish", topic="news", items=thread_items)
-
-    for client in everyone:
-        # Each stream ends with its own marker: in order per publisher, so once a client
-        # has both markers it has everything it will ever get from these two publishers.
-        wanted = ["thread-end"] if client is publisher else ["ws-end", "thread-end"]
-        await client.wait(lambda c=client, w=wanted: all(m in c.messages for m in w),
-                          what=f"the end markers {wanted}")
-    for client in everyone:
-        got_ws = [m for m in client.messages if str(m).startswith("ws-")]
-        got_thread = [m for m in client.messages if str(m).startswith("thread-")]
-        # ws.publish excludes its sender; app.publish reaches everyone
-        assert got_ws == ([] if client is publisher else ws_items), client.worker
-        assert got_thread == thread_items, client.worker
-        assert len(client.messages) == len(got_ws) + len(got_thread)
+    await check_fanout(publisher, thread_publisher, everyone)
     for client in everyone:
         await client.close()
 
