@@ -196,7 +196,7 @@ class RedisBackplane(Backplane):
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"a Redis backplane URL starts with redis:// or rediss://: {url!r}")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         unknown = set(query) - {
             "prefix", "ping_interval", "ping_timeout", "connect_timeout", "queue_messages",
             "queue_bytes",
