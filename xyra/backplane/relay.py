@@ -6,11 +6,12 @@ gets its end of the new pair over its control socket (SCM_RIGHTS). No process si
 the data path, and no server is needed.
 
 Each worker tells its peers which topics it has local subscribers for, and forwards a
-publish only to the peers that have the topic. The writes of one loop iteration go to
-each peer as one write. Frames on a link::
+publish only to the peers that have the topic. The publishes of one loop iteration on
+one topic share one PUB frame, and each peer gets one write per iteration. Frames::
 
     length (4 bytes, big-endian, of what follows) | kind (1 byte) | body
-    PUB   flags (1) | topic length (2) | topic | payload
+    PUB   topic length (2) | topic | message+   (a message as in the Redis envelope:
+                                                flags (1) | length (4) | payload)
     SUB   topic          UNSUB  topic
     COUNT query id (8) | topic                   COUNTED  query id (8) | count (8)
 """
@@ -25,13 +26,14 @@ import struct
 from typing import Any
 
 from xyra.backplane.base import Backplane, EventCallback, HubLike, OutQueue
-from xyra.backplane.envelope import COMPRESS
+from xyra.backplane.envelope import COMPRESS, OP_BINARY, OP_TEXT
 
 log = logging.getLogger("xyra")
 
 PUB, SUB, UNSUB, COUNT, COUNTED = 1, 2, 3, 4, 5
 _head = struct.Struct(">IB")
-_pub_head = struct.Struct(">IBBH")
+_pub_head = struct.Struct(">IBH")
+_item = struct.Struct(">BI")
 _qq = struct.Struct(">QQ")
 _q = struct.Struct(">Q")
 
@@ -80,13 +82,13 @@ class _Peer(asyncio.Protocol):
                     break
                 start, pos = pos + 5, pos + 4 + n
                 if kind == PUB:
-                    flags, tlen = buf[start], int.from_bytes(buf[start + 1 : start + 3], "big")
-                    topic = buf[start + 3 : start + 3 + tlen].decode()
-                    relay.receive(topic, bytes(buf[start + 3 + tlen : pos]), flags)
+                    tlen = int.from_bytes(buf[start : start + 2], "big")
+                    relay.receive(buf[start + 2 : start + 2 + tlen].decode(), buf,
+                                  start + 2 + tlen, pos)
                 elif kind == SUB:
-                    self.topics.add(buf[start:pos].decode())
+                    relay.interest(self, buf[start:pos].decode(), True)
                 elif kind == UNSUB:
-                    self.topics.discard(buf[start:pos].decode())
+                    relay.interest(self, buf[start:pos].decode(), False)
                 elif kind == COUNT:
                     (qid,) = _q.unpack_from(buf, start)
                     count = relay.hub.num_subscribers(buf[start + 8 : pos].decode())
@@ -146,6 +148,9 @@ class RelayBackplane(Backplane):
         self._initial = dict(peers or {})
         self.peers: dict[int, _Peer] = {}
         self._dirty: list[_Peer] = []
+        self._flush_scheduled = False
+        self._batch: dict[str, list[bytes]] = {}      # this iteration's publishes per topic
+        self._remote: dict[str, int] = {}             # topic -> peers that have it
         self._topic_bytes: dict[str, bytes] = {}
         self._queries: dict[int, tuple[asyncio.Future[int], set[_Peer], list[int]]] = {}
         self._qids = itertools.count(1)
@@ -170,6 +175,8 @@ class RelayBackplane(Backplane):
         await self.loop.create_unix_connection(lambda: peer, sock=sock)
 
     def peer_lost(self, peer: _Peer, exc: Exception | None) -> None:
+        for topic in list(peer.topics):
+            self.interest(peer, topic, False)
         if self.peers.get(peer.peer_id) is peer:
             del self.peers[peer.peer_id]
             self.dropped_lost += peer.queue.messages
@@ -183,21 +190,32 @@ class RelayBackplane(Backplane):
     # -- the hub's calls ------------------------------------------------------------------------
 
     def forward(self, topic: str, message: str | bytes, opcode: int, compress: bool) -> None:
-        frame = None
-        for peer in self.peers.values():
-            if topic in peer.topics:
-                if frame is None:
-                    data: bytes = message.encode() if isinstance(message, str) else message
-                    tb = self._topic_bytes.get(topic)
-                    if tb is None:
-                        tb = self._topic_bytes[topic] = topic.encode()
-                        if len(self._topic_bytes) > 10_000:
-                            self._topic_bytes.clear()
-                    frame = _pub_head.pack(
-                        len(data) + len(tb) + 4, PUB, opcode | COMPRESS if compress else opcode,
-                        len(tb)) + tb + data
-                    self.published += 1
-                peer.send(frame, 1)
+        if topic not in self._remote:
+            return  # no other worker has a subscriber
+        data: bytes = message.encode() if isinstance(message, str) else message
+        items = self._batch.get(topic)
+        if items is None:
+            items = self._batch[topic] = []
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+        items.append(_item.pack(opcode | COMPRESS if compress else opcode, len(data)))
+        items.append(data)
+        self.published += 1
+
+    def interest(self, peer: _Peer, topic: str, on: bool) -> None:
+        """A peer's SUB or UNSUB: ``_remote`` counts the peers that have each topic."""
+        if on:
+            if topic not in peer.topics:
+                peer.topics.add(topic)
+                self._remote[topic] = self._remote.get(topic, 0) + 1
+        elif topic in peer.topics:
+            peer.topics.discard(topic)
+            left = self._remote[topic] - 1
+            if left:
+                self._remote[topic] = left
+            else:
+                del self._remote[topic]
 
     def topic_added(self, topic: str) -> None:
         frame = _frame(SUB, topic.encode())
@@ -210,18 +228,42 @@ class RelayBackplane(Backplane):
             peer.send(frame, 0)
 
     def schedule(self, peer: _Peer) -> None:
-        if not self._dirty:
-            self.loop.call_soon(self._flush)
         self._dirty.append(peer)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        batch, self._batch = self._batch, {}
+        for topic, items in batch.items():
+            tb = self._topic_bytes.get(topic)
+            if tb is None:
+                if len(self._topic_bytes) > 10_000:  # many one-off topics
+                    self._topic_bytes.clear()
+                tb = self._topic_bytes[topic] = topic.encode()
+            body = b"".join(items)
+            frame = _pub_head.pack(len(body) + len(tb) + 3, PUB, len(tb)) + tb + body
+            messages = len(items) // 2
+            for peer in self.peers.values():
+                if topic in peer.topics:
+                    peer.send(frame, messages)
         dirty, self._dirty = self._dirty, []
         for peer in dirty:
             peer.flush()
+        self._flush_scheduled = False  # last: the sends above need no second call
 
-    def receive(self, topic: str, payload: bytes, flags: int) -> None:
-        self.received += 1
-        self.hub.publish_local(topic, payload, flags & 0x0F, flags & COMPRESS != 0)
+    def receive(self, topic: str, buf: bytearray, pos: int, end: int) -> None:
+        """Deliver the messages of a PUB frame (``buf[pos:end]``) to local subscribers."""
+        publish_local = self.hub.publish_local
+        unpack = _item.unpack_from
+        while pos < end:
+            flags, n = unpack(buf, pos)
+            pos += 5
+            op = flags & 0x0F
+            if op == OP_TEXT or op == OP_BINARY:
+                publish_local(topic, bytes(buf[pos : pos + n]), op, flags & COMPRESS != 0)
+                self.received += 1
+            pos += n
 
     # -- cluster-wide count ---------------------------------------------------------------------
 
