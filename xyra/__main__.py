@@ -1,9 +1,10 @@
 """The ``xyra`` command (also ``python -m xyra``).
 
-* ``xyra run module:app [--host H] [--port P]``: import ``module`` (the current directory,
-  or ``--app-dir``, comes first on ``sys.path``, as with uvicorn), take its ``app``
-  attribute (dotted paths work: ``module:obj.app``; with ``--factory`` it is called
-  first) and serve it with ``app.listen(port, host)`` until SIGINT/SIGTERM.
+* ``xyra run module:app [--host H] [--port P] [--workers N] [--backplane URL]``: import
+  ``module`` (the current directory, or ``--app-dir``, comes first on ``sys.path``, as
+  with uvicorn), take its ``app`` attribute (dotted paths work: ``module:obj.app``; with
+  ``--factory`` it is called first) and serve it with ``app.listen(port, host, workers=N,
+  backplane=URL)`` until SIGINT/SIGTERM (docs/scaling.md).
 * ``xyra bench ...``: the throughput benchmark (``xyra.bench``).
 * ``xyra --version``.
 """

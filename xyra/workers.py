@@ -88,7 +88,13 @@ def run_workers(
         from xyra.backplane import create
 
         create(backplane)  # a bad URL fails here, once, not in every worker
-    return Supervisor(app, host, port, workers, backplane, serve_kwargs).run()
+    supervisor = Supervisor(app, host, port, workers, backplane, serve_kwargs)
+    try:
+        supervisor.bind()
+    except OSError as exc:
+        log.error("xyra: cannot listen on %s:%d: %s", host, port, exc)
+        return 1
+    return supervisor.run()
 
 
 class Supervisor:
@@ -127,9 +133,17 @@ class Supervisor:
 
     # -- setup -----------------------------------------------------------------------------------
 
-    def _bind(self) -> None:
+    def bind(self) -> None:
+        """Reserve (Linux) or listen on the address; OSError if it is taken."""
         family, _, _, _, sockaddr = socket.getaddrinfo(
             self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        if REUSEPORT:
+            # First without SO_REUSEPORT: a port held by anyone, another `xyra run` on the
+            # same port included, is an error rather than a silently shared port.
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
+                sockaddr = probe.getsockname()
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if REUSEPORT:
@@ -164,7 +178,8 @@ class Supervisor:
     # -- the main loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._bind()
+        if self.sock is None:
+            self.bind()
         self._install_signals()
         mode = "its own SO_REUSEPORT listener each" if REUSEPORT else "one shared socket"
         link = self.backplane or "the embedded relay"

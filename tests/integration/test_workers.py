@@ -14,6 +14,7 @@ import pytest
 import websockets
 from scaleout import (
     Client,
+    Cluster,
     await_until,
     check_fanout,
     clients_on_workers,
@@ -149,3 +150,9 @@ async def test_cluster_wide_count_and_per_worker_count(clusters) -> None:
     await wait_cluster_count(placed[0][0], "room", 3)
     for client in [*placed[0], placed[1][0]]:
         await client.close()
+
+
+async def test_a_port_in_use_is_an_error_not_a_shared_port(clusters) -> None:
+    first = clusters(2)
+    with pytest.raises(AssertionError, match=r"cannot listen on 127\.0\.0\.1:\d+"):
+        Cluster(2, extra=("--port", str(first.port)))
