@@ -46,7 +46,7 @@ async def on_message(ws: WebSocket, message: str | bytes, opcode: int) -> None:
     reply: dict[str, Any] = {"op": op}
     if op == "publish":  # ws.publish each item (everyone but this client)
         for item in cmd["items"]:
-            ws.publish(cmd["topic"], item)
+            ws.publish(cmd["topic"], item, compress=cmd.get("compress", False))
     elif op == "publish_range":  # many numbered messages, in chunks across loop iterations
         topic, start, count, size = cmd["topic"], cmd["start"], cmd["count"], cmd.get("pad", 0)
         pad = "." * size
@@ -82,3 +82,5 @@ def shutdown() -> None:
 
 
 app.websocket("/ws", {"open": on_open, "message": on_message})
+# the same with permessage-deflate offered (shared window)
+app.websocket("/z", {"open": on_open, "message": on_message}, compression="shared")

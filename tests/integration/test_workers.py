@@ -7,8 +7,11 @@ over the relay (the supervisor is the same with Redis).
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
+import zlib
 
 import pytest
 import websockets
@@ -156,3 +159,53 @@ async def test_a_port_in_use_is_an_error_not_a_shared_port(clusters) -> None:
     first = clusters(2)
     with pytest.raises(AssertionError, match=r"cannot listen on 127\.0\.0\.1:\d+"):
         Cluster(2, extra=("--port", str(first.port)))
+
+
+async def _deflate_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+    """A raw client on /z that negotiates permessage-deflate; its worker from the hello."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /z?topics=big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert b"101" in head.split(b"\r\n")[0] and b"permessage-deflate" in head, head
+    _, payload = await _read_frame(reader)
+    return reader, writer, json.loads(payload)["worker"]
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    b0, b1 = await asyncio.wait_for(reader.readexactly(2), 10)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return b0, await asyncio.wait_for(reader.readexactly(n), 10)
+
+
+async def test_compressed_publish_reaches_deflate_clients_of_every_worker_compressed(
+        clusters, backplane) -> None:
+    cluster = clusters(2, backplane)
+    raw: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+    for _ in range(200):
+        if len(raw) == 2:
+            break
+        reader, writer, worker = await _deflate_client(cluster.port)
+        if worker in raw:
+            writer.close()
+        else:
+            raw[worker] = (reader, writer)
+    publisher = (await clients_on_workers(cluster.port, 2))[0][0]
+    await wait_cluster_count(publisher, "big", 2)
+    text = "all work and no play " * 50
+    await publisher.command(op="publish", topic="big", items=[text], compress=True)
+    for worker, (reader, writer) in raw.items():
+        b0, payload = await _read_frame(reader)
+        assert b0 == 0x80 | 0x40 | 1, (worker, hex(b0))  # FIN, RSV1 (compressed), TEXT
+        assert len(payload) < len(text) // 4
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(payload + b"\x00\x00\xff\xff").decode() == text
+        writer.close()
+    await publisher.close()
