@@ -82,13 +82,15 @@ async def test_a_killed_worker_is_restarted_and_the_others_untouched(clusters) -
     assert not pid_alive(dead_pid)
 
 
-async def test_sigterm_closes_every_client_with_1001_and_every_process_exits(clusters) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_sigterm_closes_every_client_with_1001_and_every_process_exits(
+        clusters, sig: int) -> None:
     cluster = clusters(2)
     placed = await clients_on_workers(cluster.port, 2, per_worker=2)
     clients = [*placed[0], *placed[1]]
     pids = {c.pid for c in clients}
     assert len(pids) == 2
-    cluster.signal(signal.SIGTERM)
+    cluster.signal(sig)
     codes = [await c.wait_closed() for c in clients]
     assert codes == [1001] * len(clients)
     assert await asyncio.to_thread(cluster.proc.wait, 30) == 0
