@@ -75,13 +75,18 @@ class Server:
         # protocol that does not inherit from asyncio.BufferedProtocol.
         context.switch_protocol = is_uvloop(self.loop)
         factory = ServerProtocol if context.switch_protocol else PlainServerProtocol
-        self._server = await self.loop.create_server(
-            cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
-            host,
-            port,
-            reuse_address=True,
-            **kwargs,
-        )
+        try:
+            self._server = await self.loop.create_server(
+                cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
+                host,
+                port,
+                reuse_address=True,
+                **kwargs,
+            )
+        except BaseException:
+            if self.backplane is not None:
+                await self.backplane.stop()
+            raise
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._interval = self.app._tick_interval()
