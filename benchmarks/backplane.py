@@ -94,6 +94,9 @@ async def _ws(port: int, path: str) -> tuple[socket.socket, dict[str, Any], byte
     loop = asyncio.get_running_loop()
     sock = socket.socket()
     sock.setblocking(False)
+    # Without it Nagle holds a publisher's next small write until the server's delayed
+    # ACK (the server never answers on that connection): 40 ms latency tails.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     await loop.sock_connect(sock, ("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     await loop.sock_sendall(sock, (
