@@ -1,9 +1,10 @@
 """The ``xyra`` command (also ``python -m xyra``).
 
-* ``xyra run module:app [--host H] [--port P]``: import ``module`` (the current directory,
-  or ``--app-dir``, comes first on ``sys.path``, as with uvicorn), take its ``app``
-  attribute (dotted paths work: ``module:obj.app``; with ``--factory`` it is called
-  first) and serve it with ``app.listen(port, host)`` until SIGINT/SIGTERM.
+* ``xyra run module:app [--host H] [--port P] [--workers N] [--backplane URL]``: import
+  ``module`` (the current directory, or ``--app-dir``, comes first on ``sys.path``, as
+  with uvicorn), take its ``app`` attribute (dotted paths work: ``module:obj.app``; with
+  ``--factory`` it is called first) and serve it with ``app.listen(port, host, workers=N,
+  backplane=URL)`` until SIGINT/SIGTERM (docs/scaling.md).
 * ``xyra bench ...``: the throughput benchmark (``xyra.bench``).
 * ``xyra --version``.
 """
@@ -83,6 +84,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _workers(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {count}")
+    return count
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xyra", description="Xyra: a fast, correct WebSocket server for Python."
@@ -104,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--factory", action="store_true", help="MODULE:APP is a function returning the App"
+    )
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes (default 1: no supervisor); see docs/scaling.md",
+    )
+    run.add_argument(
+        "--backplane",
+        metavar="URL",
+        default=None,
+        help="pub/sub across machines: redis://host:6379/0 or rediss://... "
+        "(default: the embedded relay between the workers of this machine)",
     )
     # Listed for --help; the arguments go to xyra.bench untouched (see main).
     sub.add_parser("bench", help="throughput benchmark (xyra bench --help)", add_help=False)
@@ -127,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except AppSpecError as exc:
         print(f"xyra: error: {exc}", file=sys.stderr)
         return 1
-    app.listen(args.port, args.host)
+    app.listen(args.port, args.host, workers=args.workers, backplane=args.backplane)
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
 from xyra._core.endpoint import check_message
+from xyra.backplane import Backplane, BackplaneEvent
 from xyra.config import Hook, ServerConfig, ServerLimits
 from xyra.errors import ListenError
 from xyra.http import MAX_FILE_SIZE, Request
@@ -73,6 +74,10 @@ class App:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._servers: set[Server] = set()
+        # scale-out (xyra.workers, xyra.backplane)
+        self.worker_id = 0
+        """Which worker this process is: 0 to N-1 under ``workers=N``, else 0."""
+        self._backplane_hooks: list[Callable[[BackplaneEvent], Any]] = []
 
     # The limits as they were given (read-only: they are part of every ServerConfig).
     @property
@@ -99,7 +104,7 @@ class App:
     def max_connections_per_ip(self) -> int:
         return self.limits.max_connections_per_ip
 
-    def config(self) -> ServerConfig:
+    def config(self, backplane: str | Backplane | None = None) -> ServerConfig:
         """A frozen snapshot of everything a server of this app needs."""
         return ServerConfig(
             routes=tuple(self._ws_routes.values()),
@@ -107,6 +112,8 @@ class App:
             http_dispatch=self._http_dispatch,
             startup=tuple(self._startup),
             shutdown=tuple(self._shutdown),
+            backplane=backplane,
+            on_backplane=self._backplane_event,
         )
 
     # -- WebSocket routes -----------------------------------------------------------------
@@ -337,8 +344,48 @@ class App:
         return had
 
     def num_subscribers(self, topic: str) -> int:
-        """How many connections are subscribed to ``topic``."""
+        """How many connections of this worker are subscribed to ``topic``."""
         return sum(server.num_subscribers(topic) for server in self._live_servers())
+
+    # -- scale-out: the backplane ---------------------------------------------------------
+
+    async def cluster_subscribers(self, topic: str) -> int:
+        """Subscribers of ``topic`` in every worker and on every machine (on the loop).
+
+        Asks the other workers through the backplane; without one, the local count.
+        Raises ConnectionError while the backplane is down, TimeoutError if a worker
+        does not answer in 2 s.
+        """
+        total = 0
+        for server in self._live_servers():
+            if server.backplane is None:
+                total += server.num_subscribers(topic)
+            else:
+                total += await server.backplane.cluster_subscribers(topic)
+        return total
+
+    def on_backplane(self, func: F) -> F:
+        """Call ``func(event)`` (sync or async) when the backplane link goes down or up.
+
+        ``event`` is a ``xyra.backplane.BackplaneEvent``: ``up``, ``reason``, and on the
+        way up ``missed_topics`` (local topics that may have missed messages) and
+        ``down_for`` (seconds).
+        """
+        self._backplane_hooks.append(func)
+        return func
+
+    def backplane_stats(self) -> dict[str, Any] | None:
+        """This worker's backplane counters (``None`` without a backplane)."""
+        for server in self._live_servers():
+            if server.backplane is not None:
+                return server.backplane.stats()
+        return None
+
+    def _backplane_event(self, event: BackplaneEvent) -> None:
+        for hook in self._backplane_hooks:
+            result = hook(event)
+            if asyncio.iscoroutine(result):
+                asyncio.get_running_loop().create_task(result)
 
     def _live_servers(self) -> list[Server]:
         self._servers = {s for s in self._servers if not s.stopped}
@@ -356,9 +403,20 @@ class App:
         self._shutdown.append(func)
         return func
 
-    async def start(self, port: int = 0, host: str = "127.0.0.1", **kwargs: Any) -> Server:
-        """Serve on the running loop; returns the ``Server`` (``.port``, ``await .stop()``)."""
-        server = Server(self.config(), asyncio.get_running_loop())
+    async def start(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        backplane: str | Backplane | None = None,
+        **kwargs: Any,
+    ) -> Server:
+        """Serve on the running loop; returns the ``Server`` (``.port``, ``await .stop()``).
+
+        ``backplane`` (a ``redis://`` URL or a ``Backplane``) links this server's pub/sub
+        with other processes; ``kwargs`` go to the loop's ``create_server``.
+        """
+        server = Server(self.config(backplane), asyncio.get_running_loop())
         self._servers.add(server)
         try:
             await server.start(host, port, **kwargs)
@@ -375,11 +433,16 @@ class App:
         ssl: _ssl.SSLContext | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
+        workers: int = 1,
+        backplane: str | Backplane | None = None,
         **kwargs: Any,
     ) -> None:
         """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return.
 
         ``ssl`` (an ``ssl.SSLContext``) or ``certfile``/``keyfile`` serve ``wss://``.
+        ``workers=N`` (N > 1) forks N worker processes under a supervisor
+        (``xyra.workers``), linked by the embedded relay; ``backplane="redis://..."``
+        links every worker of every machine through Redis instead (docs/scaling.md).
         If the address cannot be bound (e.g. the port is in use), prints one line to
         stderr and exits with status 1 (the traceback is logged at debug level).
         """
@@ -387,14 +450,30 @@ class App:
         context = tls_context(ssl, certfile, keyfile)
         if context is not None:
             kwargs["ssl"] = context
-        loop = new_event_loop()
-        asyncio.set_event_loop(loop)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         try:
-            loop.run_until_complete(self._serve(port, host, **kwargs))
+            if workers > 1:
+                from xyra.workers import run_workers
+
+                code = run_workers(
+                    self, port, host, workers=workers, backplane=backplane, **kwargs
+                )
+                if code:
+                    raise SystemExit(code)
+                return
+            self._run_one(port, host, backplane=backplane, **kwargs)
         except ListenError as exc:
             log.debug("xyra: cannot listen on %s:%s", host, port, exc_info=exc.__cause__)
             print(f"xyra: cannot listen on {host}:{port}: {bind_error(exc)}", file=sys.stderr)
             raise SystemExit(1) from None
+
+    def _run_one(self, port: int, host: str, **kwargs: Any) -> None:
+        """One process: a uvloop loop serving until SIGINT or SIGTERM."""
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(port, host, **kwargs))
         finally:
             try:
                 _cancel_all_tasks(loop)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xyra._core.connection import RouteConfig
+from xyra.backplane import Backplane, BackplaneEvent
 from xyra.http import Request, Response
 
 #: A startup or shutdown hook: a function, sync or async, called without arguments.
@@ -60,6 +61,10 @@ class ServerConfig:
     shutdown: tuple[Hook, ...] = ()
     request_class: type[Request] = Request
     response_class: type[Response] = Response
+    #: Pub/sub with other workers and machines: a URL (redis://...) or a Backplane.
+    backplane: str | Backplane | None = None
+    #: Told when the backplane link goes down or comes back (the app's hooks).
+    on_backplane: Callable[[BackplaneEvent], None] | None = None
 
     @property
     def tick_interval(self) -> float:

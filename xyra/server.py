@@ -14,6 +14,8 @@ from typing import Any, cast
 from xyra._core.connection import RouteConfig
 from xyra._core.protocol import PlainServerProtocol, ServerContext, ServerProtocol, tune_malloc
 from xyra._core.pubsub import Hub
+from xyra.backplane import Backplane
+from xyra.backplane import create as create_backplane
 from xyra.config import Hook, ServerConfig
 from xyra.errors import ListenError
 
@@ -39,6 +41,8 @@ class Server:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
         self.stopped = False
+        #: This worker's link to the other workers and machines, or None.
+        self.backplane: Backplane | None = None
         self.host = ""
         self.port = 0
 
@@ -99,15 +103,31 @@ class Server:
             raise ListenError(host, port, exc) from exc
         try:
             await run_hooks(self.config.startup)
+            if self.config.backplane is not None:
+                await self._start_backplane(self.config.backplane)
             await listener.start_serving()
         except BaseException:
             listener.close()
+            if self.backplane is not None:
+                await self._stop_backplane()
             raise
         self._server = listener
         sockname = listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._tick()
         log.info("xyra: listening on %s:%d", self.host, self.port)
+
+    async def _start_backplane(self, spec: str | Backplane) -> None:
+        self.backplane = create_backplane(spec)
+        self.hub.backplane = self.backplane
+        on_event = self.config.on_backplane or (lambda event: None)
+        await self.backplane.start(self.hub, on_event)
+
+    async def _stop_backplane(self) -> None:
+        backplane, self.backplane = self.backplane, None
+        self.hub.backplane = None
+        if backplane is not None:
+            await backplane.stop()
 
     def _tick(self) -> None:
         self.context.tick(self.loop.time())
@@ -116,6 +136,11 @@ class Server:
     @property
     def connections(self) -> int:
         return len(self.context.connections)
+
+    def stop_listening(self) -> None:
+        """Close the listening socket; connections already accepted go on (draining)."""
+        if self._server is not None:
+            self._server.close()
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, close every connection with 1001, run the shutdown hooks."""
@@ -138,6 +163,7 @@ class Server:
         await server.wait_closed()
         self.stopped = True
         await run_hooks(self.config.shutdown)
+        await self._stop_backplane()
         self._stopped.set()
 
     async def wait_closed(self) -> None:

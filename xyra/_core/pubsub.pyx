@@ -174,11 +174,16 @@ cdef class Hub(Outbox):
 
     def publish_local(self, str topic, object message, object opcode=None,
                       bint compress=False) -> int:
-        """Deliver a message from elsewhere (the backplane) to the local subscribers only."""
+        """Deliver a message from elsewhere (the backplane) to the local subscribers only.
+
+        Bytes with opcode TEXT must be valid UTF-8 (checked here, in C).
+        """
         cdef const char* p
         cdef Py_ssize_t n
         cdef int op
         message = message_payload(message, opcode, &p, &n, &op)
+        if op != OP_TEXT and op != OP_BINARY:
+            raise ValueError("publish sends TEXT or BINARY messages")
         return self.deliver_local(topic, <const unsigned char*>p, n, op, compress, None)
 
     cdef int deliver_local(self, str topic, const unsigned char* p, Py_ssize_t n, int op,
