@@ -62,8 +62,11 @@ def _compile_args() -> tuple[list[str], list[str], list[tuple[str, str | None]]]
     else:
         cflags += ["-O3", "-DNDEBUG", "-DCYTHON_WITHOUT_ASSERTIONS"]
     if SANITIZE:
-        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-               "-fno-sanitize-recover=undefined"]
+        san = [
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=undefined",
+        ]
         cflags += san
         ldflags += san
     return cflags, ldflags, macros

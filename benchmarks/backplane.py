@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TOPIC = "bench"
 PAYLOAD = struct.Struct(">QQ")  # publisher << 56 | its sequence number, send time (ns)
-FRAME = 2 + PAYLOAD.size        # a server frame of a 16-byte BINARY message
+FRAME = 2 + PAYLOAD.size  # a server frame of a 16-byte BINARY message
 RECORD = struct.Struct(">BBQQ")  # that frame as the subscriber reads it
 
 # -- the app under test (served by `xyra run backplane:app --workers 2`) ----------------------
@@ -99,10 +99,13 @@ async def _ws(port: int, path: str) -> tuple[socket.socket, dict[str, Any], byte
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     await loop.sock_connect(sock, ("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    await loop.sock_sendall(sock, (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode())
+    await loop.sock_sendall(
+        sock,
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
     buf = b""
     while True:
         if b"\r\n\r\n" in buf:
@@ -235,13 +238,25 @@ class Setup:
         self.backplane = backplane
         self.args = args
         self.log = tempfile.NamedTemporaryFile(prefix="xyra-backplane-bench-", suffix=".log")
-        cmd = [sys.executable, "-m", "xyra", "run", "backplane:app", "--app-dir", str(HERE),
-               "--port", "0", "--workers", "2"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "xyra",
+            "run",
+            "backplane:app",
+            "--app-dir",
+            str(HERE),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+        ]
         if backplane:
             cmd += ["--backplane", backplane]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         deadline = time.monotonic() + 30
         while not (m := re.search(r"workers serving on [^:]+:(\d+)", self._text())):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -261,8 +276,11 @@ class Setup:
     async def connect(self) -> None:
         a = self.args
         for _ in range(40 * (a.publishers + a.subscribers + 1)):
-            if len(self.pubs) >= a.publishers and len(self.subs) >= a.subscribers and \
-                    self.control is not None:
+            if (
+                len(self.pubs) >= a.publishers
+                and len(self.subs) >= a.subscribers
+                and self.control is not None
+            ):
                 break
             want_pub = len(self.pubs) < a.publishers or self.control is None
             sock, hello, rest = await _ws(self.port, "/ws/pub" if want_pub else "/ws/sub")
@@ -434,7 +452,11 @@ async def compare_clients(port: int, n: int) -> dict[str, float]:
     channel = b"xyra:cmp"
     payload = b"x" * 64
     one = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-        len(channel), channel, len(payload), payload)
+        len(channel),
+        channel,
+        len(payload),
+        payload,
+    )
 
     async def raw_publish(count: int) -> float:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -531,9 +553,22 @@ def _redis(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes] | None, st
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _pin(proc.pid, args.server_cpu)
     deadline = time.monotonic() + 10
     while True:
@@ -558,8 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subscribers", type=int, default=10)
     p.add_argument("--rate", type=int, default=10_000, help="latency run: messages/s")
     p.add_argument("--latency-seconds", type=float, default=5.0)
-    p.add_argument("--correctness", type=int, default=1_000_000,
-                   help="numbered messages checked for loss and order (0: skip)")
+    p.add_argument(
+        "--correctness",
+        type=int,
+        default=1_000_000,
+        help="numbered messages checked for loss and order (0: skip)",
+    )
     p.add_argument("--clients", action="store_true", help="also compare the Redis clients")
     p.add_argument("--clients-messages", type=int, default=200_000)
     p.add_argument("--only", choices=["redis", "relay"], default=None)
@@ -578,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     redis_proc, url, port = _redis(args)
     results: dict[str, Any] = {"args": vars(args)}
     try:
+
         async def all_runs() -> None:
             for name, bp in (("redis", url), ("relay", None)):
                 if args.only in (None, name):

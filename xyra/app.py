@@ -456,9 +456,7 @@ class App:
             if workers > 1:
                 from xyra.workers import run_workers
 
-                code = run_workers(
-                    self, port, host, workers=workers, backplane=backplane, **kwargs
-                )
+                code = run_workers(self, port, host, workers=workers, backplane=backplane, **kwargs)
                 if code:
                     raise SystemExit(code)
                 return

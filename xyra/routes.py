@@ -47,9 +47,7 @@ CloseHandler = Callable[["WebSocket", int, str], Any]
 DrainHandler = Callable[["WebSocket"], Any]
 PingHandler = Callable[["WebSocket", bytes], Any]
 SubscriptionHandler = Callable[["WebSocket", str, int, int], Any]
-UpgradeHandler = Callable[
-    ["Request"], "bool | Response | Awaitable[bool | Response | None] | None"
-]
+UpgradeHandler = Callable[["Request"], "bool | Response | Awaitable[bool | Response | None] | None"]
 
 
 class Handlers(TypedDict, total=False):

@@ -154,8 +154,10 @@ class Server:
         while self.context.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.02)
         if self.context.connections:
-            log.warning("xyra: %d connections did not close in time; dropping them",
-                        len(self.context.connections))
+            log.warning(
+                "xyra: %d connections did not close in time; dropping them",
+                len(self.context.connections),
+            )
             self.context.abort_all()
             await asyncio.sleep(0)
         if self._tick_handle is not None:

@@ -156,18 +156,20 @@ class StaticFiles:
 
     def _serve(self, mount: Mount, rest: list[str], request: Request) -> HTTPResult:
         if request.method not in ("GET", "HEAD"):
-            return Response(
-                f"{request.method} is not allowed here\n", 405, {"Allow": "GET, HEAD"}
-            )
+            return Response(f"{request.method} is not allowed here\n", 405, {"Allow": "GET, HEAD"})
         parts = _safe_parts(rest, mount.dotfiles)
         if parts is None:
-            log.info("xyra: refused static path %r from %s", request.raw_path,
-                     request.remote_address)
+            log.info(
+                "xyra: refused static path %r from %s", request.raw_path, request.remote_address
+            )
             return _not_found()
         real = os.path.realpath(os.path.join(mount.root, *parts))
         if not _inside(mount.root, real):
-            log.info("xyra: refused static path %r from %s (leaves the folder)",
-                     request.raw_path, request.remote_address)
+            log.info(
+                "xyra: refused static path %r from %s (leaves the folder)",
+                request.raw_path,
+                request.remote_address,
+            )
             return _not_found()
         try:
             st = os.stat(real)
@@ -186,8 +188,13 @@ class StaticFiles:
                 return _not_found()
         elif request.raw_path.endswith("/"):  # "file.txt/"
             return _not_found()
-        return _serve_file(request, real, mount.cache_control, mount.max_file_size,
-                           missing=lambda: self._missing(request))
+        return _serve_file(
+            request,
+            real,
+            mount.cache_control,
+            mount.max_file_size,
+            missing=lambda: self._missing(request),
+        )
 
     def _missing(self, request: Request) -> Response | None:
         # A WebSocket route at this very path: let the protocol answer 426 for a plain GET.
@@ -234,8 +241,12 @@ def _serve_file(
             b"", 304, [("ETag", etag), ("Last-Modified", http_date(st.st_mtime)), *extra]
         )
     if st.st_size > max_size:
-        log.warning("xyra: static file %s is %d bytes, over the %d-byte limit; answered 500",
-                    real, st.st_size, max_size)
+        log.warning(
+            "xyra: static file %s is %d bytes, over the %d-byte limit; answered 500",
+            real,
+            st.st_size,
+            max_size,
+        )
         return internal_error()
 
     def read() -> Response:
@@ -254,5 +265,3 @@ def _serve_file(
         return await asyncio.get_running_loop().run_in_executor(None, read)
 
     return read_in_thread()
-
-

@@ -54,10 +54,10 @@ LINUX = sys.platform.startswith("linux")
 REUSEPORT = LINUX and hasattr(socket, "SO_REUSEPORT")
 _CTRL_TYPE = socket.SOCK_SEQPACKET if LINUX else socket.SOCK_DGRAM
 BACKLOG = 1024
-READY_TIMEOUT = 60.0        # a new worker must be listening within this (startup hooks too)
+READY_TIMEOUT = 60.0  # a new worker must be listening within this (startup hooks too)
 BACKOFF_FIRST = 0.1
 BACKOFF_CAP = 10.0
-HEALTHY_AFTER = 30.0        # a worker up this long resets its slot's backoff
+HEALTHY_AFTER = 30.0  # a worker up this long resets its slot's backoff
 
 
 @dataclasses.dataclass(eq=False)
@@ -65,10 +65,10 @@ class _Worker:
     slot: int
     peer_id: int
     pid: int
-    ctrl: socket.socket           # the supervisor's end of the control socket
+    ctrl: socket.socket  # the supervisor's end of the control socket
     started: float
     ready: bool = False
-    retiring: bool = False        # told to stop: replaced (SIGHUP) or shutting down
+    retiring: bool = False  # told to stop: replaced (SIGHUP) or shutting down
     replaces: _Worker | None = None
     ctrl_open: bool = True
 
@@ -101,7 +101,12 @@ class Supervisor:
     """Forks and watches the workers (see the module docstring)."""
 
     def __init__(
-        self, app: App, host: str, port: int, count: int, backplane: str | None,
+        self,
+        app: App,
+        host: str,
+        port: int,
+        count: int,
+        backplane: str | None,
         serve_kwargs: dict[str, Any],
     ) -> None:
         self.app = app
@@ -111,8 +116,8 @@ class Supervisor:
         self.backplane = backplane
         self.serve_kwargs = serve_kwargs
         self.relay = backplane is None
-        self.workers: dict[int, _Worker] = {}       # pid -> every live worker
-        self.slots: dict[int, _Worker] = {}         # slot -> the worker serving it
+        self.workers: dict[int, _Worker] = {}  # pid -> every live worker
+        self.slots: dict[int, _Worker] = {}  # slot -> the worker serving it
         self.listeners: dict[int, socket.socket] = {}  # slot -> copy of its listener
         self.failures: dict[int, int] = {}
         self.respawn_at: dict[int, float] = {}
@@ -127,7 +132,7 @@ class Supervisor:
         self.exit_code = 0
         self.signals: list[int] = []
         self.ids = itertools.count(1)
-        self.sock: socket.socket | None = None      # the reservation or the shared listener
+        self.sock: socket.socket | None = None  # the reservation or the shared listener
         self.addr: tuple[int, Any] = (socket.AF_INET, (host, port))
         self.wake_r = self.wake_w = -1
 
@@ -136,7 +141,8 @@ class Supervisor:
     def bind(self) -> None:
         """Reserve (Linux) or listen on the address; OSError if it is taken."""
         family, _, _, _, sockaddr = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         if REUSEPORT:
             # First without SO_REUSEPORT: a port held by anyone, another `xyra run` on the
             # same port included, is an error rather than a silently shared port.
@@ -183,9 +189,15 @@ class Supervisor:
         self._install_signals()
         mode = "its own SO_REUSEPORT listener each" if REUSEPORT else "one shared socket"
         link = self.backplane or "the embedded relay"
-        log.info("xyra: supervisor (pid %d) starting %d workers on %s:%d (%s; pub/sub: %s)",
-                 os.getpid(), self.count, self.addr[1][0], self.port, mode,
-                 _redact(link))
+        log.info(
+            "xyra: supervisor (pid %d) starting %d workers on %s:%d (%s; pub/sub: %s)",
+            os.getpid(),
+            self.count,
+            self.addr[1][0],
+            self.port,
+            mode,
+            _redact(link),
+        )
         try:
             for slot in range(self.count):
                 self._spawn(slot)
@@ -231,12 +243,12 @@ class Supervisor:
         for signum in signals:
             if signum in (signal.SIGINT, signal.SIGTERM):
                 if self.stopping:
-                    log.warning("xyra: second %s: killing the workers",
-                                signal.Signals(signum).name)
+                    log.warning("xyra: second %s: killing the workers", signal.Signals(signum).name)
                     self._kill_all()
                 else:
-                    log.info("xyra: %s: stopping the workers gracefully",
-                             signal.Signals(signum).name)
+                    log.info(
+                        "xyra: %s: stopping the workers gracefully", signal.Signals(signum).name
+                    )
                     self._begin_stop(0)
             elif signum == signal.SIGHUP:
                 self._rolling_restart()
@@ -260,8 +272,15 @@ class Supervisor:
                 ctrl.close()
                 self._close_in_child(keep=inherit, pairs=pairs)
                 code = _worker_main(
-                    self.app, slot, child_ctrl, inherit, {o.peer_id: m for o, m, _ in pairs},
-                    self.backplane, self.addr, self.serve_kwargs)
+                    self.app,
+                    slot,
+                    child_ctrl,
+                    inherit,
+                    {o.peer_id: m for o, m, _ in pairs},
+                    self.backplane,
+                    self.addr,
+                    self.serve_kwargs,
+                )
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -271,8 +290,9 @@ class Supervisor:
         for other, mine, theirs in pairs:
             mine.close()
             try:
-                socket.send_fds(other.ctrl, [b"peer %d %d %d" % (peer_id, slot, pid)],
-                                [theirs.fileno()])
+                socket.send_fds(
+                    other.ctrl, [b"peer %d %d %d" % (peer_id, slot, pid)], [theirs.fileno()]
+                )
             except OSError:
                 pass  # that worker is exiting; its end of the pair closes with it
             theirs.close()
@@ -283,8 +303,9 @@ class Supervisor:
         log.info("xyra: worker %d starting (pid %d)", slot, pid)
         return worker
 
-    def _close_in_child(self, keep: socket.socket | None,
-                        pairs: list[tuple[_Worker, socket.socket, socket.socket]]) -> None:
+    def _close_in_child(
+        self, keep: socket.socket | None, pairs: list[tuple[_Worker, socket.socket, socket.socket]]
+    ) -> None:
         """Close the supervisor's descriptors the worker must not hold.
 
         A worker holding another slot's listener copy would keep that socket in the
@@ -340,11 +361,13 @@ class Supervisor:
             self._replace(worker)
         else:
             self.slots[worker.slot] = worker
-        if not self.started and len(self.slots) == self.count and all(
-                w.ready for w in self.slots.values()):
+        if (
+            not self.started
+            and len(self.slots) == self.count
+            and all(w.ready for w in self.slots.values())
+        ):
             self.started = True
-            log.info("xyra: %d workers serving on %s:%d", self.count, self.addr[1][0],
-                     self.port)
+            log.info("xyra: %d workers serving on %s:%d", self.count, self.addr[1][0], self.port)
 
     # -- deaths and restarts ---------------------------------------------------------------------
 
@@ -369,24 +392,33 @@ class Supervisor:
             log.info("xyra: worker %d (pid %d) stopped (%s)", worker.slot, worker.pid, how)
             return
         if worker.retiring:
-            log.info("xyra: worker %d (pid %d) replaced and drained (%s)", worker.slot,
-                     worker.pid, how)
+            log.info(
+                "xyra: worker %d (pid %d) replaced and drained (%s)", worker.slot, worker.pid, how
+            )
             if worker is self.rolling_old:
                 self.rolling_old = None
                 self.rolling_deadline = 0.0
                 self._rolling_next()
             return
         if worker is self.rolling_new:  # the replacement died before it was ready
-            log.error("xyra: the new worker %d (pid %d) died before it was ready (%s); "
-                      "rolling restart abandoned, the old worker keeps serving",
-                      worker.slot, worker.pid, how)
+            log.error(
+                "xyra: the new worker %d (pid %d) died before it was ready (%s); "
+                "rolling restart abandoned, the old worker keeps serving",
+                worker.slot,
+                worker.pid,
+                how,
+            )
             self.rolling_new = None
             self.rolling = []
             self.rolling_deadline = 0.0
             return
         if not self.started:
-            log.error("xyra: worker %d (pid %d) failed to start (%s); stopping",
-                      worker.slot, worker.pid, how)
+            log.error(
+                "xyra: worker %d (pid %d) failed to start (%s); stopping",
+                worker.slot,
+                worker.pid,
+                how,
+            )
             self._begin_stop(1)
             return
         if self.slots.get(worker.slot) is worker:
@@ -405,8 +437,14 @@ class Supervisor:
         delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2**failures)
         self.failures[worker.slot] = failures + 1
         self.respawn_at[worker.slot] = time.monotonic() + delay
-        log.warning("xyra: worker %d (pid %d) died (%s); restarting it in %.1f s (restart %d)",
-                    worker.slot, worker.pid, how, delay, failures + 1)
+        log.warning(
+            "xyra: worker %d (pid %d) died (%s); restarting it in %.1f s (restart %d)",
+            worker.slot,
+            worker.pid,
+            how,
+            delay,
+            failures + 1,
+        )
 
     def _timers(self) -> None:
         now = time.monotonic()
@@ -417,12 +455,19 @@ class Supervisor:
         for worker, due in list(self.ready_deadline.items()):
             if due <= now:
                 del self.ready_deadline[worker]
-                log.error("xyra: worker %d (pid %d) not ready after %.0f s; killing it",
-                          worker.slot, worker.pid, READY_TIMEOUT)
+                log.error(
+                    "xyra: worker %d (pid %d) not ready after %.0f s; killing it",
+                    worker.slot,
+                    worker.pid,
+                    READY_TIMEOUT,
+                )
                 _kill(worker.pid, signal.SIGKILL)
         if self.rolling_deadline and self.rolling_deadline <= now and self.rolling_old:
-            log.warning("xyra: worker %d (pid %d) still draining; killing it",
-                        self.rolling_old.slot, self.rolling_old.pid)
+            log.warning(
+                "xyra: worker %d (pid %d) still draining; killing it",
+                self.rolling_old.slot,
+                self.rolling_old.pid,
+            )
             self.rolling_deadline = 0.0
             _kill(self.rolling_old.pid, signal.SIGKILL)
         if self.stop_deadline and self.stop_deadline <= now:
@@ -530,8 +575,13 @@ class _WorkerTag(logging.Filter):
 
 
 def _worker_main(
-    app: App, slot: int, ctrl: socket.socket, inherit: socket.socket | None,
-    peers: dict[int, socket.socket], backplane: str | None, addr: tuple[int, Any],
+    app: App,
+    slot: int,
+    ctrl: socket.socket,
+    inherit: socket.socket | None,
+    peers: dict[int, socket.socket],
+    backplane: str | None,
+    addr: tuple[int, Any],
     serve_kwargs: dict[str, Any],
 ) -> int:
     from xyra.server import new_event_loop
@@ -542,7 +592,8 @@ def _worker_main(
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(
-            _serve(app, slot, ctrl, inherit, peers, backplane, addr, serve_kwargs))
+            _serve(app, slot, ctrl, inherit, peers, backplane, addr, serve_kwargs)
+        )
     finally:
         tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in tasks:
@@ -569,8 +620,13 @@ def _listener(inherit: socket.socket | None, addr: tuple[int, Any]) -> socket.so
 
 
 async def _serve(
-    app: App, slot: int, ctrl: socket.socket, inherit: socket.socket | None,
-    peers: dict[int, socket.socket], backplane: str | None, addr: tuple[int, Any],
+    app: App,
+    slot: int,
+    ctrl: socket.socket,
+    inherit: socket.socket | None,
+    peers: dict[int, socket.socket],
+    backplane: str | None,
+    addr: tuple[int, Any],
     serve_kwargs: dict[str, Any],
 ) -> None:
     from xyra.backplane.relay import RelayBackplane
@@ -615,9 +671,13 @@ async def _serve(
     loop.call_later(1.0, orphaned)
     sock = _listener(inherit, addr)
     copy = os.dup(sock.fileno()) if REUSEPORT else -1
-    server = await app.start(None, None, sock=sock,  # type: ignore[arg-type]
-                             backplane=relay if relay is not None else backplane,
-                             **serve_kwargs)
+    server = await app.start(
+        None,
+        None,
+        sock=sock,  # type: ignore[arg-type]
+        backplane=relay if relay is not None else backplane,
+        **serve_kwargs,
+    )
     try:
         if copy >= 0:
             socket.send_fds(ctrl, [b"ready"], [copy])

@@ -107,7 +107,8 @@ class ThreadedServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server: Server = asyncio.run_coroutine_threadsafe(
-            app.start(0, "127.0.0.1"), self.loop).result(START_TIMEOUT)
+            app.start(0, "127.0.0.1"), self.loop
+        ).result(START_TIMEOUT)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(timeout=2.0), self.loop).result(10)

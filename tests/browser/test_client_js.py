@@ -133,8 +133,13 @@ def page_on(pages: Any, serve: Callable[[App], Server]) -> Callable[[App], Any]:
 
 @pytest.mark.parametrize(
     ("code", "reason"),
-    [(4401, "login required"), (4403, "forbidden"), (4000, ""), (4999, "x"),
-     (1008, "policy violation")],
+    [
+        (4401, "login required"),
+        (4403, "forbidden"),
+        (4000, ""),
+        (4999, "x"),
+        (1008, "policy violation"),
+    ],
 )
 def test_application_close_codes_stop_after_one_attempt(
     page_on: Any, code: int, reason: str
@@ -153,8 +158,15 @@ def test_application_close_codes_stop_after_one_attempt(
         ["giveup", "shouldReconnect", code, reason, True, 0],
     ]
     assert page.evaluate("window.asked") == [
-        {"code": code, "reason": reason, "wasClean": True, "opened": True, "attempt": 0,
-         "type": "close"}]
+        {
+            "code": code,
+            "reason": reason,
+            "wasClean": True,
+            "opened": True,
+            "attempt": 0,
+            "type": "close",
+        }
+    ]
     assert page.evaluate("window.s.readyState") == 3
 
 
@@ -195,21 +207,29 @@ def test_custom_should_reconnect_overrides_the_default(page_on: Any) -> None:
     assert page.evaluate("window.events('giveup')") == []
 
     # Stop on a 1011 that the default would retry; the rule sees the close.
-    page.evaluate(
-        f"watch('/1011', {{...{FAST}, shouldReconnect: (ev) => ev.code !== 1011}}, true)")
+    page.evaluate(f"watch('/1011', {{...{FAST}, shouldReconnect: (ev) => ev.code !== 1011}}, true)")
     page.wait_for_function("window.events('giveup').length === 1")
     assert page.evaluate("window.s.stopped") is True
     assert stop.value == 1
     assert page.evaluate("window.events('giveup')") == [
-        ["giveup", "shouldReconnect", 1011, "oops", True, 0]]
+        ["giveup", "shouldReconnect", 1011, "oops", True, 0]
+    ]
     assert page.evaluate("window.asked") == [
-        {"code": 1011, "reason": "oops", "wasClean": True, "opened": True, "attempt": 0,
-         "type": "close"}]
+        {
+            "code": 1011,
+            "reason": "oops",
+            "wasClean": True,
+            "opened": True,
+            "attempt": 0,
+            "type": "close",
+        }
+    ]
 
     # A rule that throws is reported, and the default decides (4401: stop).
     before = keep.value
     page.evaluate(
-        f"watch('/4401', {{...{FAST}, shouldReconnect: () => {{ throw new Error('bug'); }}}})")
+        f"watch('/4401', {{...{FAST}, shouldReconnect: () => {{ throw new Error('bug'); }}}})"
+    )
     page.wait_for_function("window.events('giveup').length === 1")
     assert page.evaluate("window.events('error')") == [["error", "bug"]]
     assert page.evaluate("window.s.stopped") is True
@@ -285,8 +305,13 @@ def test_refused_handshake_is_1006_and_retried_with_back_off(page_on: Any) -> No
     delays = [e[2] for e in page.evaluate("window.events('reconnecting')")]
     assert delays[:3] == [20, 40, 80]
     assert page.evaluate("window.asked")[0] == {
-        "code": 1006, "reason": "", "wasClean": False, "opened": False, "attempt": 0,
-        "type": "close"}
+        "code": 1006,
+        "reason": "",
+        "wasClean": False,
+        "opened": False,
+        "attempt": 0,
+        "type": "close",
+    }
 
 
 def test_refused_handshake_gives_up_after_max_retries(page_on: Any) -> None:
@@ -297,7 +322,8 @@ def test_refused_handshake_gives_up_after_max_retries(page_on: Any) -> None:
     assert page.evaluate("window.s.stopped") is True
     assert count.value == 3  # the first attempt and two retries
     assert page.evaluate("window.events('giveup')") == [
-        ["giveup", "maxRetries", 1006, "", False, 2]]
+        ["giveup", "maxRetries", 1006, "", False, 2]
+    ]
     assert [e[1] for e in page.evaluate("window.events('reconnecting')")] == [1, 2]
 
 
@@ -359,7 +385,12 @@ def test_client_js_queue_order_json_backoff_and_close(page_on: Any) -> None:
     five.wait_for(5)
     assert received == ["from-open", "1", "2", '{"n":3}', "talk"]
     assert page.evaluate("window.events") == [
-        "open", 'message:{"a": 1}', 'json:{"a":1}', "message:not json", "binary:2"]
+        "open",
+        'message:{"a": 1}',
+        'json:{"a":1}',
+        "message:not json",
+        "binary:2",
+    ]
     assert page.evaluate("window.s.url") == f"ws://127.0.0.1:{port}/rec"
 
     # Back-off without jitter: min, x2, capped at max; close() stops it.

@@ -23,8 +23,14 @@ events: list[dict[str, Any]] = []
 
 @app.on_backplane
 def on_backplane(event: BackplaneEvent) -> None:
-    events.append({"up": event.up, "reason": event.reason,
-                   "missed": sorted(event.missed_topics), "dropped": event.dropped})
+    events.append(
+        {
+            "up": event.up,
+            "reason": event.reason,
+            "missed": sorted(event.missed_topics),
+            "dropped": event.dropped,
+        }
+    )
 
 
 def on_open(ws: WebSocket) -> None:

@@ -58,8 +58,7 @@ def wait_until(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "
         time.sleep(0.02)
 
 
-async def await_until(check: Callable[[], Any], timeout: float = TIMEOUT,
-                      what: str = "") -> Any:
+async def await_until(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -86,9 +85,24 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self._answers, what=f"redis-server on port {self.port}")
 
     def _answers(self) -> bool:
@@ -99,8 +113,12 @@ class RedisServer:
 
     def cli(self, *args: str, stdin: bytes | None = None) -> str:
         out = subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], input=stdin, capture_output=True,
-            timeout=10, check=False)
+            ["redis-cli", "-p", str(self.port), *args],
+            input=stdin,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         return out.stdout.decode(errors="replace").strip()
 
     def numsub(self, *channels: str) -> dict[str, int]:
@@ -151,17 +169,31 @@ def redis_server_fixture() -> Iterator[RedisServer]:
 class Cluster:
     """``xyra run scale_app:app`` in its own process group (a "machine")."""
 
-    def __init__(self, workers: int = 2, backplane: str | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workers: int = 2, backplane: str | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.workers = workers
         self.logfile = tempfile.NamedTemporaryFile(prefix="xyra-run-", suffix=".log")
-        cmd = [sys.executable, "-m", "xyra", "run", "scale_app:app", "--app-dir", str(HERE),
-               "--port", "0", "--workers", str(workers), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "xyra",
+            "run",
+            "scale_app:app",
+            "--app-dir",
+            str(HERE),
+            "--port",
+            "0",
+            "--workers",
+            str(workers),
+            *extra,
+        ]
         if backplane is not None:
             cmd += ["--backplane", backplane]
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.logfile, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         if workers > 1:
             ready = self.wait_log(r"(\d+) workers serving on [^:]+:(\d+)")
             self.port = int(ready.group(2))
@@ -185,8 +217,9 @@ class Cluster:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- log ---\n{self.log()}") from None
 
-    async def await_log(self, pattern: str, timeout: float = TIMEOUT,
-                        after: int = 0) -> re.Match[str]:
+    async def await_log(
+        self, pattern: str, timeout: float = TIMEOUT, after: int = 0
+    ) -> re.Match[str]:
         """``wait_log`` off the event loop, so that the clients keep reading meanwhile."""
         return await asyncio.to_thread(self.wait_log, pattern, timeout, after)
 
@@ -238,8 +271,9 @@ class Client:
 
     @classmethod
     async def open(cls, port: int, topics: str = "") -> Client:
-        ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws?topics={topics}",
-                                      open_timeout=TIMEOUT, max_queue=None)
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{port}/ws?topics={topics}", open_timeout=TIMEOUT, max_queue=None
+        )
         hello = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
         return cls(ws, hello)
 
@@ -256,8 +290,7 @@ class Client:
         self.close_code = self.ws.close_code
         self.changed.set()
 
-    async def wait(self, check: Callable[[], Any], timeout: float = TIMEOUT,
-                   what: str = "") -> Any:
+    async def wait(self, check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
         async def until() -> Any:
             while True:
                 value = check()
@@ -271,7 +304,8 @@ class Client:
         except asyncio.TimeoutError:
             raise AssertionError(
                 f"client of worker {self.worker}: timed out waiting for {what}; "
-                f"{len(self.messages)} messages, last {self.messages[-3:]!r}") from None
+                f"{len(self.messages)} messages, last {self.messages[-3:]!r}"
+            ) from None
 
     async def wait_messages(self, n: int, timeout: float = TIMEOUT) -> list[str | bytes]:
         await self.wait(lambda: len(self.messages) >= n, timeout, f"{n} messages")
@@ -295,8 +329,9 @@ class Client:
         await asyncio.gather(self.reader, return_exceptions=True)
 
 
-async def clients_on_workers(port: int, workers: int, per_worker: int = 1,
-                             topics: str = "", attempts: int = 200) -> dict[int, list[Client]]:
+async def clients_on_workers(
+    port: int, workers: int, per_worker: int = 1, topics: str = "", attempts: int = 200
+) -> dict[int, list[Client]]:
     """Connect until every worker has ``per_worker`` clients (the kernel picks the worker)."""
     placed: dict[int, list[Client]] = {w: [] for w in range(workers)}
     for _ in range(attempts):
@@ -307,12 +342,14 @@ async def clients_on_workers(port: int, workers: int, per_worker: int = 1,
             placed[client.worker].append(client)
         else:
             await client.close()
-    raise AssertionError(f"could not place clients on every worker: "
-                         f"{ {w: len(c) for w, c in placed.items()} }")
+    raise AssertionError(
+        f"could not place clients on every worker: { {w: len(c) for w, c in placed.items()} }"
+    )
 
 
 async def wait_cluster_count(client: Client, topic: str, expected: int) -> None:
     """Wait until every worker knows of ``expected`` subscribers of ``topic``."""
+
     async def counted() -> bool:
         try:
             reply = await client.command(op="count", topic=topic)
@@ -339,8 +376,9 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def check_fanout(publisher: Client, thread_publisher: Client, everyone: list[Client],
-                       count: int = 300) -> None:
+async def check_fanout(
+    publisher: Client, thread_publisher: Client, everyone: list[Client], count: int = 300
+) -> None:
     """``publisher`` sends ``count`` messages with ws.publish, ``thread_publisher`` as many
     with app.publish from a thread: each client of ``everyone`` (all subscribed to "news")
     gets each message exactly once, in order; the first publisher gets none of its own."""
@@ -352,8 +390,10 @@ async def check_fanout(publisher: Client, thread_publisher: Client, everyone: li
         # Each stream ends with its own marker: in order per publisher, so once a client
         # has both markers it has everything it will ever get from these two publishers.
         wanted = ["thread-end"] if client is publisher else ["ws-end", "thread-end"]
-        await client.wait(lambda c=client, w=wanted: all(m in c.messages for m in w),
-                          what=f"the end markers {wanted}")
+        await client.wait(
+            lambda c=client, w=wanted: all(m in c.messages for m in w),
+            what=f"the end markers {wanted}",
+        )
     for client in everyone:
         got_ws = [m for m in client.messages if str(m).startswith("ws-")]
         got_thread = [m for m in client.messages if str(m).startswith("thread-")]

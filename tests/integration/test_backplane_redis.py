@@ -38,6 +38,7 @@ async def stats(client: Client) -> dict[str, Any]:
 
 async def wait_link(client: Client, up: bool, count: int = 1) -> dict[str, Any]:
     """Wait for the ``count``-th link event with ``up``; return it."""
+
     async def event() -> dict[str, Any] | None:
         events = [e for e in (await stats(client))["events"] if e["up"] == up]
         return events[count - 1] if len(events) >= count else None
@@ -75,8 +76,10 @@ async def test_two_machines_share_one_redis(clusters, redis_server: RedisServer)
 
 
 def wait_until_numsub(server: RedisServer, channel: str, expected: int) -> None:
-    wait_until(lambda: server.numsub(channel)[channel] == expected,
-               what=f"PUBSUB NUMSUB {channel} == {expected}")
+    wait_until(
+        lambda: server.numsub(channel)[channel] == expected,
+        what=f"PUBSUB NUMSUB {channel} == {expected}",
+    )
 
 
 async def test_outside_publishers_reach_subscribers(clusters, redis_server: RedisServer) -> None:
@@ -95,15 +98,21 @@ async def test_outside_publishers_reach_subscribers(clusters, redis_server: Redi
     # the helper, with redis-py's sync and asyncio clients
     sync = redis.Redis(port=redis_server.port)
     assert publish(sync, "alerts", "from django") == 2
-    assert publish(sync, "alerts", b"ok as bytes") == 2        # BINARY although UTF-8
+    assert publish(sync, "alerts", b"ok as bytes") == 2  # BINARY although UTF-8
     assert publish(sync, "alerts", "\x00XY\x01 looks like an envelope") == 2
     sync.close()
     client = aredis.Redis(port=redis_server.port)
     assert await publish(client, "alerts", "from asyncio") == 2
     await client.aclose()
 
-    expected = ["héllo", b"\xff\x00bin", "from django", b"ok as bytes",
-                "\x00XY\x01 looks like an envelope", "from asyncio"]
+    expected = [
+        "héllo",
+        b"\xff\x00bin",
+        "from django",
+        b"ok as bytes",
+        "\x00XY\x01 looks like an envelope",
+        "from asyncio",
+    ]
     for c in clients:
         await c.wait_messages(len(expected))
         assert c.messages == expected
@@ -153,7 +162,8 @@ async def test_redis_killed_mid_stream_then_restarted(clusters, redis_server: Re
 
 
 async def test_redis_stopped_is_detected_by_ping_and_recovers(
-        clusters, redis_server: RedisServer) -> None:
+    clusters, redis_server: RedisServer
+) -> None:
     cluster = clusters(2, redis_server.url + "?ping_interval=0.3&ping_timeout=1")
     placed = await clients_on_workers(cluster.port, 2, per_worker=2, topics="s")
     publisher, local = placed[0]
@@ -182,7 +192,8 @@ async def test_redis_stopped_is_detected_by_ping_and_recovers(
 
 
 async def test_a_slow_subscriber_cut_by_redis_counts_as_a_gap(
-        clusters, redis_server: RedisServer) -> None:
+    clusters, redis_server: RedisServer
+) -> None:
     one = clusters(1, redis_server.url)
     two = clusters(1, redis_server.url)
     publisher = await Client.open(one.port, "s")
@@ -218,7 +229,7 @@ async def test_churn_leaves_no_subscription_behind(clusters, redis_server: Redis
         for round_ in range(12):
             topics = [f"churn-{(offset + round_ * 37 + j) % 250}" for j in range(125)]
             await client.command(op="sub", topics=topics)
-            await client.command(op="unsub", topics=topics[: 100])
+            await client.command(op="unsub", topics=topics[:100])
             done += len(topics) + 100
         return done
 

@@ -68,8 +68,9 @@ async def test_every_send_api_refuses_other_types_while_running() -> None:
         app.publish("t", "first real message")
         assert await asyncio.wait_for(client.recv(), TIMEOUT) == "first real message"
     expected = [type_error(bad) for bad in BAD_MESSAGES]
-    assert results == {name: expected for name in
-                       ("send", "send_text", "send_binary", "ws.publish", "app.publish")}
+    assert results == {
+        name: expected for name in ("send", "send_text", "send_binary", "ws.publish", "app.publish")
+    }
 
 
 async def test_sends_from_another_thread_are_checked_in_that_thread() -> None:
@@ -125,8 +126,9 @@ SECRET = "s3cr3t-t0ken-value"
 async def test_no_request_secret_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="xyra")
     app = App()
-    app.websocket("/dash", {"open": lambda ws: None,
-                            "upgrade": lambda request: Response("no", 401)})
+    app.websocket(
+        "/dash", {"open": lambda ws: None, "upgrade": lambda request: Response("no", 401)}
+    )
     app.websocket("/deny", {"open": lambda ws: None, "upgrade": lambda request: False})
     app.websocket("/strict", {"open": lambda ws: None}, allowed_origins=["https://ok.example"])
     app.get("/boom", lambda: 1 / 0)
@@ -144,8 +146,10 @@ async def test_no_request_secret_reaches_the_log(caplog: pytest.LogCaptureFixtur
                     origin="https://evil.example" if path == "/strict" else None,  # type: ignore[arg-type]
                 )
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(f"GET /boom?token={SECRET} HTTP/1.1\r\nHost: x\r\n"
-                     f"Authorization: {SECRET}\r\n\r\n".encode())
+        writer.write(
+            f"GET /boom?token={SECRET} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {SECRET}\r\n\r\n".encode()
+        )
         assert (await asyncio.wait_for(reader.readline(), TIMEOUT)).startswith(b"HTTP/1.1 500")
         writer.close()
     ours = [r for r in caplog.records if r.name.startswith("xyra")]
@@ -222,8 +226,12 @@ async def test_loop_only_methods_refuse_other_threads() -> None:
         errors: list[str] = []
 
         def worker() -> None:
-            for call in (lambda: ws.subscribe("t"), lambda: ws.unsubscribe("t"),
-                         ws.drain, ws.receive):
+            for call in (
+                lambda: ws.subscribe("t"),
+                lambda: ws.unsubscribe("t"),
+                ws.drain,
+                ws.receive,
+            ):
                 try:
                     call()
                 except RuntimeError as exc:
@@ -249,12 +257,16 @@ def three_args(a: Any, b: Any, c: Any) -> None:
 @pytest.mark.parametrize(
     ("handlers", "expected"),
     [
-        ({"message": message_takes_one},
-         "the 'message' handler is called as message(ws, message, opcode) (3 arguments), "
-         "but message_takes_one(ws: 'WebSocket') -> 'None' cannot take that"),
+        (
+            {"message": message_takes_one},
+            "the 'message' handler is called as message(ws, message, opcode) (3 arguments), "
+            "but message_takes_one(ws: 'WebSocket') -> 'None' cannot take that",
+        ),
         ({"close": lambda ws: None}, "called as close(ws, code, reason)"),
-        ({"subscription": lambda ws, topic: None},
-         "called as subscription(ws, topic, new_count, old_count)"),
+        (
+            {"subscription": lambda ws, topic: None},
+            "called as subscription(ws, topic, new_count, old_count)",
+        ),
         ({"upgrade": lambda: None}, "called as upgrade(request) (1 argument)"),
         (lambda: None, "a simple handler is called as open(ws)"),
         (three_args, "a simple handler is called as open(ws) (1 argument), but three_args"),
@@ -268,26 +280,41 @@ def test_handler_arity_is_checked_at_registration(handlers: Any, expected: str) 
 
 def test_handlers_with_defaults_or_star_args_are_accepted() -> None:
     app = App()
-    app.websocket("/a", {"message": lambda ws, *rest: None, "close": lambda *a: None,
-                         "open": lambda ws, extra=None: None})
+    app.websocket(
+        "/a",
+        {
+            "message": lambda ws, *rest: None,
+            "close": lambda *a: None,
+            "open": lambda ws, extra=None: None,
+        },
+    )
     app.websocket("/b", print)  # a builtin without a readable signature: taken on trust
 
 
 @pytest.mark.parametrize(
     ("options", "exc", "message"),
     [
-        ({"max_payload_length": "big"}, TypeError,
-         "max_payload_length must be an int >= 1, got 'big'"),
+        (
+            {"max_payload_length": "big"},
+            TypeError,
+            "max_payload_length must be an int >= 1, got 'big'",
+        ),
         ({"max_payload_length": 0}, ValueError, "max_payload_length must be an int >= 1, got 0"),
         ({"max_backpressure": 1.5}, TypeError, "max_backpressure must be an int >= 1, got 1.5"),
-        ({"idle_timeout": None}, TypeError,
-         "idle_timeout must be a number >= 0 (0 disables it), got None"),
+        (
+            {"idle_timeout": None},
+            TypeError,
+            "idle_timeout must be a number >= 0 (0 disables it), got None",
+        ),
         ({"idle_timeout": -1}, ValueError, "idle_timeout must be a number >= 0"),
         ({"ping_interval": "often"}, TypeError, "ping_interval must be a number >= 0 or None"),
         ({"close_timeout": float("nan")}, ValueError, "close_timeout must be a number >= 0"),
         ({"max_queue": True}, TypeError, "max_queue must be an int >= 1, got True"),
-        ({"compression": "gzip"}, ValueError,
-         "compression must be 'off', 'shared' or 'dedicated', got 'gzip'"),
+        (
+            {"compression": "gzip"},
+            ValueError,
+            "compression must be 'off', 'shared' or 'dedicated', got 'gzip'",
+        ),
         ({"close_on_backpressure_limit": "yes"}, TypeError, "close_on_backpressure_limit must be"),
         ({"subprotocols": "chat"}, TypeError, "not one string"),
         ({"subprotocols": ["chat", 2]}, TypeError, "subprotocols must be a list of strings"),
@@ -344,14 +371,16 @@ def taken_port() -> tuple[socket.socket, int]:
 
 @pytest.mark.parametrize("how", ["xyra run", "app.listen"])
 def test_port_in_use_is_one_line_and_exit_status_1(how: str, tmp_path: Path) -> None:
-    (tmp_path / "portapp.py").write_text(textwrap.dedent("""
+    (tmp_path / "portapp.py").write_text(
+        textwrap.dedent("""
         import sys
         from xyra import App
         app = App()
         app.websocket("/", {"open": lambda ws: None})
         if __name__ == "__main__":
             app.listen(int(sys.argv[1]))
-    """))
+    """)
+    )
     sock, port = taken_port()
     with sock:
         if how == "xyra run":

@@ -20,8 +20,12 @@ async def test_route_added_while_running_negotiates_compression() -> None:
     app = App()
     app.websocket("/plain", {"message": lambda ws, m, op: ws.send(m)})
     async with served(app) as server:
-        app.websocket("/late", {"message": lambda ws, m, op: ws.send(m, compress=True)},
-                      compression="shared", compression_threshold=0)
+        app.websocket(
+            "/late",
+            {"message": lambda ws, m, op: ws.send(m, compress=True)},
+            compression="shared",
+            compression_threshold=0,
+        )
         async with websockets.connect(ws_url(server, "/late"), compression="deflate") as client:
             extensions = client.response.headers.get("Sec-WebSocket-Extensions", "")
             assert extensions.startswith("permessage-deflate")
@@ -35,8 +39,9 @@ async def test_route_added_while_running_brings_its_timers() -> None:
     app.websocket("/slow", {"message": lambda ws, m, op: None}, idle_timeout=600)
     async with served(app) as server:
         assert server.config.tick_interval == 1.0
-        app.websocket("/quick", {"message": lambda ws, m, op: None},
-                      idle_timeout=0.2, ping_interval=0)
+        app.websocket(
+            "/quick", {"message": lambda ws, m, op: None}, idle_timeout=0.2, ping_interval=0
+        )
         assert server.config.tick_interval == 0.05
         async with websockets.connect(ws_url(server, "/quick"), ping_interval=None) as client:
             await asyncio.wait_for(client.wait_closed(), TIMEOUT)

@@ -110,12 +110,26 @@ async def test_connect_times_out_a_silent_server() -> None:
 # -- EchoDriver -----------------------------------------------------------------------------
 
 
-async def echo_run(port: int, path: bytes | None, frame: bytes, window: int, size: int,
-                   opcode: int, connections: int = 2) -> EchoDriver:
+async def echo_run(
+    port: int,
+    path: bytes | None,
+    frame: bytes,
+    window: int,
+    size: int,
+    opcode: int,
+    connections: int = 2,
+) -> EchoDriver:
     request = upgrade_request(path) if path is not None else None
     driver = await in_thread(
-        lambda: EchoDriver(port, connections, frame, window, request=request,
-                           expect_length=size, expect_opcode=opcode)
+        lambda: EchoDriver(
+            port,
+            connections,
+            frame,
+            window,
+            request=request,
+            expect_length=size,
+            expect_opcode=opcode,
+        )
     )
     driver.start()
     await in_thread(driver.run, 0.4)
@@ -129,8 +143,9 @@ async def echo_run(port: int, path: bytes | None, frame: bytes, window: int, siz
 
 async def test_echo_counts_every_small_reply() -> None:
     async with served(counting_app([])) as server:
-        driver = await echo_run(server.port, b"/", masked_frame(b"x" * 32, 1, KEY), 8, 32, 1,
-                                connections=3)
+        driver = await echo_run(
+            server.port, b"/", masked_frame(b"x" * 32, 1, KEY), 8, 32, 1, connections=3
+        )
         driver.close()
     assert driver.first_error is None and driver.lost == 0
     assert driver.received > 100
@@ -153,8 +168,7 @@ async def test_echo_drops_big_payloads_in_the_kernel_but_counts_them() -> None:
 
 async def test_echo_counts_replies_of_the_wrong_length() -> None:
     async with served(counting_app([])) as server:
-        driver = await echo_run(server.port, b"/wrong", masked_frame(b"y" * 100, 2, KEY), 2,
-                                100, 2)
+        driver = await echo_run(server.port, b"/wrong", masked_frame(b"y" * 100, 2, KEY), 2, 100, 2)
         driver.close()
     assert driver.received > 10
     assert driver.mismatched == driver.received
@@ -225,14 +239,28 @@ def pubsub_app(published: list[str]) -> App:
     return app
 
 
-async def pubsub_run(port: int, route: bytes, topics: int, subscribers: int, seconds: float,
-                     stall_period: float = 2.0) -> PubSubDriver:
+async def pubsub_run(
+    port: int,
+    route: bytes,
+    topics: int,
+    subscribers: int,
+    seconds: float,
+    stall_period: float = 2.0,
+) -> PubSubDriver:
     requests = [upgrade_request(route + b"?%d" % i) for i in range(topics)]
     frame = masked_frame(b"m" * 20, 1, KEY)
 
     def run() -> PubSubDriver:
-        driver = PubSubDriver(port, requests, subscribers, frame, 4, expect_length=20,
-                              expect_opcode=1, stall_period=stall_period)
+        driver = PubSubDriver(
+            port,
+            requests,
+            subscribers,
+            frame,
+            4,
+            expect_length=20,
+            expect_opcode=1,
+            stall_period=stall_period,
+        )
         assert subscribe_barrier(driver, topics, TIMEOUT)
         driver.reset()
         driver.start()

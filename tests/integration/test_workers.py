@@ -60,8 +60,11 @@ async def test_a_killed_worker_is_restarted_and_the_others_untouched(clusters) -
     os.kill(dead_pid, signal.SIGKILL)
     for victim in victims:
         assert await victim.wait_closed() == 1006
-    await cluster.await_log(rf"worker 1 \(pid {dead_pid}\) died \(signal SIGKILL\); "
-                            r"restarting it in [\d.]+ s", after=mark)
+    await cluster.await_log(
+        rf"worker 1 \(pid {dead_pid}\) died \(signal SIGKILL\); "
+        r"restarting it in [\d.]+ s",
+        after=mark,
+    )
     new_pid = int((await cluster.await_log(r"worker 1 ready \(pid (\d+)\)", after=mark)).group(1))
     assert new_pid != dead_pid
 
@@ -71,7 +74,7 @@ async def test_a_killed_worker_is_restarted_and_the_others_untouched(clusters) -
     replaced = (await clients_on_workers(cluster.port, 2, topics="t"))[1][0]
     assert replaced.pid == new_pid
     # The new worker is linked to the survivor both ways (its relay ends came by SCM_RIGHTS).
-    await wait_cluster_count(survivors[0], "t", 4)   # 2 survivors, 2 from clients_on_workers
+    await wait_cluster_count(survivors[0], "t", 4)  # 2 survivors, 2 from clients_on_workers
     await wait_cluster_count(replaced, "t", 4)
     await survivors[0].command(op="publish", topic="t", items=["to-new"])
     await replaced.wait(lambda: "to-new" in replaced.messages, what="a publish from worker 0")
@@ -84,7 +87,8 @@ async def test_a_killed_worker_is_restarted_and_the_others_untouched(clusters) -
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_sigterm_closes_every_client_with_1001_and_every_process_exits(
-        clusters, sig: int) -> None:
+    clusters, sig: int
+) -> None:
     cluster = clusters(2)
     placed = await clients_on_workers(cluster.port, 2, per_worker=2)
     clients = [*placed[0], *placed[1]]
@@ -112,8 +116,12 @@ async def test_sighup_replaces_the_workers_and_no_connection_is_refused(clusters
         while not done.is_set():
             try:
                 client = await Client.open(cluster.port)
-            except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed,
-                    asyncio.TimeoutError) as exc:
+            except (
+                OSError,
+                websockets.InvalidHandshake,
+                websockets.ConnectionClosed,
+                asyncio.TimeoutError,
+            ) as exc:
                 failures.append(exc)
                 continue
             seen.append((client.worker, client.pid))
@@ -124,8 +132,10 @@ async def test_sighup_replaces_the_workers_and_no_connection_is_refused(clusters
     cluster.signal(signal.SIGHUP)
     await cluster.await_log("rolling restart done", after=mark)
     # Go on until the loop has met both new workers (the kernel spreads connections).
-    await await_until(lambda: {w for w, p in seen if p != old_pids[w]} == {0, 1},
-                      what="connections to both new workers")
+    await await_until(
+        lambda: {w for w, p in seen if p != old_pids[w]} == {0, 1},
+        what="connections to both new workers",
+    )
     done.set()
     await looping
     assert failures == []
@@ -167,10 +177,14 @@ async def _deflate_client(port: int) -> tuple[asyncio.StreamReader, asyncio.Stre
     """A raw client on /z that negotiates permessage-deflate; its worker from the hello."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET /z?topics=big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n"
-                  "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET /z?topics=big HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ).encode()
+    )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert b"101" in head.split(b"\r\n")[0] and b"permessage-deflate" in head, head
     _, payload = await _read_frame(reader)
@@ -188,7 +202,8 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def test_compressed_publish_reaches_deflate_clients_of_every_worker_compressed(
-        clusters, backplane) -> None:
+    clusters, backplane
+) -> None:
     cluster = clusters(2, backplane)
     raw: dict[int, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
     for _ in range(200):

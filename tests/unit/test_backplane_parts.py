@@ -12,8 +12,7 @@ from xyra.backplane.envelope import COMPRESS, HEADER, MAGIC, decode, encode, ite
 
 def test_envelope_round_trip_keeps_order_opcode_and_compress_flag() -> None:
     origin = b"12345678"
-    env = encode(origin, [item(1, "héllo".encode()), item(2 | COMPRESS, b"\x00\xff"),
-                          item(1, b"")])
+    env = encode(origin, [item(1, "héllo".encode()), item(2 | COMPRESS, b"\x00\xff"), item(1, b"")])
     assert env[:4] == MAGIC and env[4:HEADER] == origin
     assert decode(env) == [(1, "héllo".encode()), (2 | COMPRESS, b"\x00\xff"), (1, b"")]
 
@@ -28,7 +27,7 @@ def test_a_truncated_envelope_is_refused(cut: int) -> None:
 def test_the_queue_drops_the_oldest_past_its_message_bound() -> None:
     q = OutQueue(max_messages=10, max_bytes=1 << 20)
     for i in range(6):
-        q.push(b"w%d" % i, 3)       # 18 messages pushed
+        q.push(b"w%d" % i, 3)  # 18 messages pushed
     assert q.messages <= 10 and q.dropped == 9
     assert [q.popleft()[0] for _ in range(len(q))] == [b"w3", b"w4", b"w5"]
     assert q.messages == 0 and q.nbytes == 0
@@ -55,18 +54,21 @@ def test_redis_url_options() -> None:
     bp = create("redis://:s3cret@10.1.2.3:6380/2?prefix=chat:&ping_timeout=0.5&queue_messages=7")
     assert (bp.host, bp.port, bp.password, bp.prefix) == ("10.1.2.3", 6380, "s3cret", "chat:")
     assert bp.ping_timeout == 0.5 and bp._queue.max_messages == 7
-    assert bp.name == "redis://***@10.1.2.3:6380"           # no password in logs
-    assert create("rediss://user:pw@h").ssl is not None      # TLS
+    assert bp.name == "redis://***@10.1.2.3:6380"  # no password in logs
+    assert create("rediss://user:pw@h").ssl is not None  # TLS
     assert create("redis://h", ping_interval=3).ping_interval == 3
 
 
-@pytest.mark.parametrize("url, error", [
-    ("nats://h:4222", "unknown backplane"),
-    ("redis://h/x", "not a database number"),
-    ("redis://h?pingtimeout=1", "unknown Redis backplane option"),
-    ("redis://h?prefix=", "prefix must not be empty"),
-    ("redis://h?ping_timeout=0", "must be > 0"),
-])
+@pytest.mark.parametrize(
+    "url, error",
+    [
+        ("nats://h:4222", "unknown backplane"),
+        ("redis://h/x", "not a database number"),
+        ("redis://h?pingtimeout=1", "unknown Redis backplane option"),
+        ("redis://h?prefix=", "prefix must not be empty"),
+        ("redis://h?ping_timeout=0", "must be > 0"),
+    ],
+)
 def test_bad_backplane_urls_are_refused(url: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         create(url)

@@ -90,7 +90,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.last_rx = self.loop.time()
         self.last_ping = self.last_rx
-        self.ping_sent = 0.0            # when the outstanding PING went out (0: none)
+        self.ping_sent = 0.0  # when the outstanding PING went out (0: none)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ class _CountQuery:
 
     def __init__(self, fut: asyncio.Future[int]) -> None:
         self.fut = fut
-        self.expected = -1      # PUBLISH's reply: how many workers got the query
+        self.expected = -1  # PUBLISH's reply: how many workers got the query
         self.got = 0
         self.total = 0
 
@@ -198,7 +198,11 @@ class RedisBackplane(Backplane):
             raise ValueError(f"a Redis backplane URL starts with redis:// or rediss://: {url!r}")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         unknown = set(query) - {
-            "prefix", "ping_interval", "ping_timeout", "connect_timeout", "queue_messages",
+            "prefix",
+            "ping_interval",
+            "ping_timeout",
+            "connect_timeout",
+            "queue_messages",
             "queue_bytes",
         }
         if unknown:
@@ -254,7 +258,7 @@ class RedisBackplane(Backplane):
         self._wanted: set[str] = set()
         self._subscribed: set[str] = set()
         self._changed: set[str] = set()
-        self._topic_of: dict[bytes, str] = {}     # channel -> topic, for the subscribed
+        self._topic_of: dict[bytes, str] = {}  # channel -> topic, for the subscribed
         self._publish_head: dict[str, bytes] = {}  # topic -> RESP up to the payload length
         # this iteration's publishes: topic -> envelope parts
         self._batch: dict[str, list[bytes]] = {}
@@ -263,8 +267,7 @@ class RedisBackplane(Backplane):
         # publish connection replies, in order: (reply number, callback)
         self._sent = 0
         self._replied = 0
-        self._waiters: collections.deque[tuple[int, Callable[[Any], None]]] = (
-            collections.deque())
+        self._waiters: collections.deque[tuple[int, Callable[[Any], None]]] = collections.deque()
         self._queries: dict[int, _CountQuery] = {}
         self._qids = itertools.count(1)
         # link history
@@ -274,7 +277,8 @@ class RedisBackplane(Backplane):
         self._ever_up = False
         self._errors_logged: set[str] = set()
         self.counters = dict.fromkeys(
-            ("published", "writes", "received", "echoes", "bad", "downs", "ups"), 0)
+            ("published", "writes", "received", "echoes", "bad", "downs", "ups"), 0
+        )
 
     # -- the hub's calls ------------------------------------------------------------------------
 
@@ -437,8 +441,9 @@ class RedisBackplane(Backplane):
                     publish_local(topic, data, op, flags & COMPRESS != 0)
                 except ValueError:
                     self.counters["bad"] += 1
-                    self._log_once("utf8", "dropped a TEXT message that is not UTF-8 on %r",
-                                   channel)
+                    self._log_once(
+                        "utf8", "dropped a TEXT message that is not UTF-8 on %r", channel
+                    )
                     continue
                 self.counters["received"] += 1
             return
@@ -518,8 +523,12 @@ class RedisBackplane(Backplane):
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 delay = backoff.next()
                 if reason != self._down_reason or backoff.attempt == 1:
-                    log.warning("xyra: backplane %s: cannot connect (%s); retrying in %.1f s",
-                                self.name, reason, delay)
+                    log.warning(
+                        "xyra: backplane %s: cannot connect (%s); retrying in %.1f s",
+                        self.name,
+                        reason,
+                        delay,
+                    )
                     self._down_reason = reason
                 if not first.done():
                     first.set_result(None)
@@ -576,16 +585,21 @@ class RedisBackplane(Backplane):
         self.counters["ups"] += 1
         if self._ever_up:
             shown = ", ".join(sorted(missed)[:10]) + (" ..." if len(missed) > 10 else "")
-            log.warning("xyra: backplane %s up again after %.1f s; %d topic(s) may have missed "
-                        "messages%s", self.name, down_for, len(missed),
-                        f": {shown}" if missed else "")
+            log.warning(
+                "xyra: backplane %s up again after %.1f s; %d topic(s) may have missed messages%s",
+                self.name,
+                down_for,
+                len(missed),
+                f": {shown}" if missed else "",
+            )
         else:
             log.info("xyra: backplane %s connected", self.name)
         self._ever_up = True
         self._down_reason = ""
         self._drain_queue()
-        self._emit(BackplaneEvent(True, self.name, "connected", missed, down_for,
-                                  self._queue.dropped))
+        self._emit(
+            BackplaneEvent(True, self.name, "connected", missed, down_for, self._queue.dropped)
+        )
 
     def _went_down(self, reason: str) -> None:
         was_up = self._up
@@ -602,11 +616,18 @@ class RedisBackplane(Backplane):
         self._down_reason = reason
         self._gap = set(self._wanted)
         self.counters["downs"] += 1
-        log.warning("xyra: backplane %s down (%s); local delivery goes on, publishes to "
-                    "other workers wait in a queue of %d messages", self.name, reason,
-                    self._queue.max_messages)
-        self._emit(BackplaneEvent(False, self.name, reason, frozenset(self._wanted), 0.0,
-                                  self._queue.dropped))
+        log.warning(
+            "xyra: backplane %s down (%s); local delivery goes on, publishes to "
+            "other workers wait in a queue of %d messages",
+            self.name,
+            reason,
+            self._queue.max_messages,
+        )
+        self._emit(
+            BackplaneEvent(
+                False, self.name, reason, frozenset(self._wanted), 0.0, self._queue.dropped
+            )
+        )
 
     def _lost(self, conn: _Conn, reason: str) -> None:
         if conn is (self._pub if conn.role == "publish" else self._sub):

@@ -50,8 +50,8 @@ class _Peer(asyncio.Protocol):
         self.peer_id = peer_id
         self.label = label
         self.transport: asyncio.Transport | None = None
-        self.topics: set[str] = set()     # the peer's topics with subscribers
-        self.pending: list[bytes] = []    # this iteration's frames
+        self.topics: set[str] = set()  # the peer's topics with subscribers
+        self.pending: list[bytes] = []  # this iteration's frames
         self.pending_messages = 0
         self.queue = OutQueue(relay.queue_messages, relay.queue_bytes)
         self.paused = False
@@ -83,8 +83,9 @@ class _Peer(asyncio.Protocol):
                 start, pos = pos + 5, pos + 4 + n
                 if kind == PUB:
                     tlen = int.from_bytes(buf[start : start + 2], "big")
-                    relay.receive(buf[start + 2 : start + 2 + tlen].decode(), buf,
-                                  start + 2 + tlen, pos)
+                    relay.receive(
+                        buf[start + 2 : start + 2 + tlen].decode(), buf, start + 2 + tlen, pos
+                    )
                 elif kind == SUB:
                     relay.interest(self, buf[start:pos].decode(), True)
                 elif kind == UNSUB:
@@ -140,8 +141,11 @@ class RelayBackplane(Backplane):
     name = "relay"
 
     def __init__(
-        self, peers: dict[int, socket.socket] | None = None, *,
-        queue_messages: int = 10_000, queue_bytes: int = 16 << 20,
+        self,
+        peers: dict[int, socket.socket] | None = None,
+        *,
+        queue_messages: int = 10_000,
+        queue_bytes: int = 16 << 20,
     ) -> None:
         self.queue_messages = queue_messages
         self.queue_bytes = queue_bytes
@@ -149,8 +153,8 @@ class RelayBackplane(Backplane):
         self.peers: dict[int, _Peer] = {}
         self._dirty: list[_Peer] = []
         self._flush_scheduled = False
-        self._batch: dict[str, list[bytes]] = {}      # this iteration's publishes per topic
-        self._remote: dict[str, int] = {}             # topic -> peers that have it
+        self._batch: dict[str, list[bytes]] = {}  # this iteration's publishes per topic
+        self._remote: dict[str, int] = {}  # topic -> peers that have it
         self._topic_bytes: dict[str, bytes] = {}
         self._queries: dict[int, tuple[asyncio.Future[int], set[_Peer], list[int]]] = {}
         self._qids = itertools.count(1)

@@ -192,9 +192,13 @@ def mean(total: float, count: int) -> float | None:
 def upgrade_request(path: bytes, extensions: bytes | None = None) -> bytes:
     """The load client's WebSocket upgrade request for ``path`` on ``HOST``."""
     return (
-        b"GET " + path + b" HTTP/1.1\r\nHost: " + HOST.encode()
+        b"GET "
+        + path
+        + b" HTTP/1.1\r\nHost: "
+        + HOST.encode()
         + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-        + HANDSHAKE_KEY + b"\r\nSec-WebSocket-Version: 13\r\n"
+        + HANDSHAKE_KEY
+        + b"\r\nSec-WebSocket-Version: 13\r\n"
         + (b"Sec-WebSocket-Extensions: " + extensions + b"\r\n" if extensions else b"")
         + b"\r\n"
     )
