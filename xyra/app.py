@@ -405,13 +405,15 @@ class App:
 
     async def start(
         self,
-        port: int = 0,
-        host: str = "127.0.0.1",
+        port: int | None = 0,
+        host: str | None = "127.0.0.1",
         *,
         backplane: str | Backplane | None = None,
         **kwargs: Any,
     ) -> Server:
         """Serve on the running loop; returns the ``Server`` (``.port``, ``await .stop()``).
+
+        ``port`` and ``host`` are None when a listening socket is given as ``sock=``.
 
         ``backplane`` (a ``redis://`` URL or a ``Backplane``) links this server's pub/sub
         with other processes; ``kwargs`` go to the loop's ``create_server``.

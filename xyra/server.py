@@ -74,7 +74,7 @@ class Server:
         except RuntimeError:
             return False
 
-    async def start(self, host: str, port: int, **kwargs: Any) -> None:
+    async def start(self, host: str | None, port: int | None, **kwargs: Any) -> None:
         """Bind, run the startup hooks, then accept connections.
 
         The address is bound first, so a port in use fails before any hook ran; if a

@@ -674,7 +674,7 @@ async def _serve(
     server = await app.start(
         None,
         None,
-        sock=sock,  # type: ignore[arg-type]
+        sock=sock,
         backplane=relay if relay is not None else backplane,
         **serve_kwargs,
     )

@@ -38,7 +38,7 @@ async def served(app: App, *, sndbuf: int | None = None, **start: Any) -> AsyncI
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         # host and port must be None when the listening socket is given
-        server = await app.start(None, None, sock=sock, **start)  # type: ignore[arg-type]
+        server = await app.start(None, None, sock=sock, **start)
     try:
         yield server
     finally:
