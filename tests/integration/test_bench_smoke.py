@@ -42,9 +42,12 @@ SETTINGS = Settings(
     setup_timeout=20.0,
 )
 
-CASES = [("xyra", w) for w in wl.WORKLOADS] + [
-    ("raw", w.name) for w in wl.WORKLOADS.values() if w.raw_serves
-]
+CASES = (
+    [("xyra", w) for w in wl.WORKLOADS]
+    + [("raw", w.name) for w in wl.WORKLOADS.values() if w.raw_serves]
+    # the backplane row: a Redis started by the runner, every delivery still checked
+    + [("xyra-redis", w.name) for w in wl.WORKLOADS.values() if w.kind == wl.PUBSUB and w.default]
+)
 
 
 def check(w: wl.Workload, sample: dict) -> None:

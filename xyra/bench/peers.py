@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Peer:
     raw: bool = False  # a raw TCP echo, no WebSocket
     skips: dict[str, str] = field(default_factory=dict)  # workload -> why it cannot run
     checkout: Path | None = None  # --baseline: the other Xyra checkout it runs from
+    backplane: bool = False  # served with a Redis backplane (the runner starts redis-server)
 
     def title(self, version: str | None) -> str:
         """The label with the version filled in."""
@@ -51,6 +53,8 @@ class Peer:
         """None if the peer can run ``w``, else why not."""
         if self.raw and not w.raw_serves:
             return "raw uvloop server: echo, connect and idle workloads only"
+        if self.backplane and w.kind != wl.PUBSUB:
+            return "the backplane row: pub/sub workloads only"
         # A baseline serves whatever routes the xyra adapter serves.
         if w.peers and ("xyra" if self.checkout else self.name) not in w.peers:
             who = " and ".join(w.peers)
@@ -84,7 +88,9 @@ class Peer:
             if not PYTHON_027.exists():
                 return f"not installed: run `xyra bench --setup-peers` (venv at {VENV_027})"
             return None
-        if self.name == "xyra":
+        if self.backplane and shutil.which("redis-server") is None:
+            return "redis-server not found (Debian: apt-get install redis-server)"
+        if self.name in ("xyra", "xyra-redis"):
             try:
                 importlib.import_module("xyra").App  # noqa: B018 - the check itself
             except (ImportError, AttributeError) as exc:
@@ -100,7 +106,7 @@ class Peer:
             if self.checkout is not None:
                 probe = probe_checkout(self.checkout)
                 return "?" if isinstance(probe, str) else probe["version"]
-            if self.name == "xyra":
+            if self.name in ("xyra", "xyra-redis"):
                 from xyra._version import __version__
 
                 return __version__
@@ -131,6 +137,9 @@ PEERS: dict[str, Peer] = {
     p.name: p
     for p in (
         Peer("xyra", "xyra {v}", "xyra_server"),
+        # The same server with --backplane redis://: each publish is also forwarded to
+        # Redis (one pipelined write per loop iteration); its echo comes back and is dropped.
+        Peer("xyra-redis", "xyra {v} + Redis backplane", "xyra_server", backplane=True),
         Peer("socketify", "socketify {v}", "socketify_server", "socketify"),
         Peer("picows", "picows {v}", "picows_server", "picows"),
         Peer("websockets", "websockets {v}", "websockets_server", "websockets"),

@@ -110,6 +110,21 @@ def kill_all() -> None:
         kill(proc, grace=0.5)
 
 
+def redis_command(port: int) -> list[str]:
+    """A throwaway redis-server on 127.0.0.1:``port``: no persistence, nothing on disk."""
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

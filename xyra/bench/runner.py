@@ -80,9 +80,20 @@ def measure(w: wl.Workload, peer: Peer, s: Settings) -> dict[str, Any]:
     port = procs.free_port()
     CACHE.mkdir(parents=True, exist_ok=True)
     log = tempfile.TemporaryFile(dir=CACHE)
-    server = procs.spawn(
-        peer.command(port), s.server_cpu, env=peer.env(), cwd=str(CACHE), stderr=log
-    )
+    env = peer.env()
+    redis = None
+    if peer.backplane:
+        # Redis shares the load client's core: the server's core measures the server.
+        redis_port = procs.free_port()
+        redis = procs.spawn(procs.redis_command(redis_port), s.client_cpu, cwd=str(CACHE))
+        try:
+            procs.wait_listening(redis_port, redis, s.start_timeout)
+        except BaseException:
+            procs.kill(redis)
+            log.close()
+            raise
+        env["XYRA_BENCH_BACKPLANE"] = f"redis://127.0.0.1:{redis_port}/0"
+    server = procs.spawn(peer.command(port), s.server_cpu, env=env, cwd=str(CACHE), stderr=log)
     client = None
     try:
         try:
@@ -116,6 +127,8 @@ def measure(w: wl.Workload, peer: Peer, s: Settings) -> dict[str, Any]:
         if client is not None:
             procs.kill(client)
         procs.kill(server)
+        if redis is not None:
+            procs.kill(redis)
         log.close()
 
 

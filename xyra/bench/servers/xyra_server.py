@@ -9,6 +9,7 @@ are the same two with ``compression="shared"`` (pub/sub) and ``"dedicated"``
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from xyra import App, WebSocket
@@ -50,7 +51,9 @@ def build_app() -> App:
 
 
 def main() -> None:
-    build_app().listen(port_from_argv(), host=HOST)
+    # The xyra-redis peer: the same app with a Redis backplane (the runner starts Redis).
+    backplane = os.environ.get("XYRA_BENCH_BACKPLANE") or None
+    build_app().listen(port_from_argv(), host=HOST, backplane=backplane)
 
 
 if __name__ == "__main__":
