@@ -185,3 +185,32 @@ def test_cli_baseline_measures_the_other_checkout_in_the_same_run(
     assert f"xyra-base  {doc['peers']['xyra']['version']} from {here}" in text
     assert "xyra against its --baseline" in text and "pingpong:" in text
     assert "against its `--baseline`" in out_md.read_text()
+
+
+@pytest.mark.timeout(180)
+def test_crossproc_delivers_every_message_across_workers(tmp_path: Path) -> None:
+    """``xyra bench crossproc`` at a small size: two workers, Redis and the relay."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    out = tmp_path / "crossproc.json"
+    args = ["--messages", "4000", "--window", "1000", "--correctness", "5000"]
+    args += ["--rate", "2000", "--latency-seconds", "0.5", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "xyra", "bench", "crossproc", *args],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    for name in ("redis", "relay"):
+        run = results[name]
+        assert run["throughput"]["deliveries"] == 4000 * run["throughput"]["subscribers"]
+        assert run["throughput"]["messages_per_write"] >= 1
+        assert run["latency"]["received"] == 1000
+        assert 0 < run["latency"]["p50_ms"] <= run["latency"]["p99_ms"]
+    assert results["correctness"]["lost"] == 0 and results["correctness"]["reordered"] == 0

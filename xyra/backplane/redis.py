@@ -8,7 +8,7 @@ after the last, everything again in batches after a reconnect.
 
 Why not redis-py's asyncio client: measured on the same machine, its pipeline published
 56 k msg/s and its PubSub read 42 k msg/s, against 1.18 M and 519 k msg/s for raw RESP
-on uvloop with ``hiredis.Reader`` (``benchmarks/backplane.py clients``; docs/scaling.md).
+on uvloop with ``hiredis.Reader`` (``xyra bench crossproc --clients``; docs/scaling.md).
 
 Failure behaviour: publishes wait in a bounded ``OutQueue`` while the link is down or
 congested (oldest dropped and counted); the link is re-established with exponential

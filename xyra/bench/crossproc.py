@@ -1,9 +1,10 @@
-"""Cross-process pub/sub through the backplanes: Redis and the embedded relay.
+"""``xyra bench crossproc``: cross-process pub/sub through the backplanes, Redis and the relay.
 
-    python benchmarks/backplane.py [--messages N] [--correctness N] [--clients] [--json F]
+    xyra bench crossproc [--messages N] [--correctness N] [--clients] [--json F]
 
 Everything runs on 127.0.0.1 and stops by itself. For each backplane (Redis, then the
-relay) it serves this file's ``app`` with ``xyra run backplane:app --workers 2`` and
+relay) it serves this module's ``app`` with
+``xyra run xyra.bench.crossproc:app --workers 2`` and
 connects *publishers* to worker 0 and *subscribers* to worker 1 (the kernel spreads
 connections; the server's hello names the worker). Each publisher frame is one
 ``ws.publish`` on worker 0, so the Redis batching is what a real load gives: all the
@@ -43,14 +44,14 @@ from typing import Any
 
 from xyra import App, WebSocket
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+# The directory that holds this checkout's (or installation's) xyra package.
+ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "bench"
 PAYLOAD = struct.Struct(">QQ")  # publisher << 56 | its sequence number, send time (ns)
 FRAME = 2 + PAYLOAD.size  # a server frame of a 16-byte BINARY message
 RECORD = struct.Struct(">BBQQ")  # that frame as the subscriber reads it
 
-# -- the app under test (served by `xyra run backplane:app --workers 2`) ----------------------
+# -- the app under test (served by `xyra run xyra.bench.crossproc:app --workers 2`) ----------
 
 app = App()
 
@@ -243,9 +244,7 @@ class Setup:
             "-m",
             "xyra",
             "run",
-            "backplane:app",
-            "--app-dir",
-            str(HERE),
+            "xyra.bench.crossproc:app",
             "--port",
             "0",
             "--workers",
@@ -586,7 +585,9 @@ def _redis(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes] | None, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="xyra bench crossproc", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     p.add_argument("--messages", type=int, default=300_000, help="throughput run (messages)")
     p.add_argument("--window", type=int, default=5_000, help="messages per window")
     p.add_argument("--publishers", type=int, default=4)
