@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 import websockets
+from kit import wait_for_condition
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -59,14 +60,15 @@ def wait_until(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "
 
 
 async def await_until(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
+    """``kit.wait_for_condition`` that returns the truthy value ``check`` gave."""
+    seen: list[Any] = [None]
+
+    def probe() -> bool:
+        seen[0] = check()
+        return bool(seen[0])
+
+    await wait_for_condition(probe, timeout=timeout, message=what)
+    return seen[0]
 
 
 # -- redis-server ------------------------------------------------------------------------------

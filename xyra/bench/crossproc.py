@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from xyra import App, WebSocket
+from xyra.bench import procs
 
 # The directory that holds this checkout's (or installation's) xyra package.
 ROOT = Path(__file__).resolve().parents[2]
@@ -548,23 +549,9 @@ def _redis(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes] | None, st
         return None, args.redis, port
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is needed (apt-get install redis-server), or --redis URL")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = procs.free_port()
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--loglevel",
-            "warning",
-        ],
+        procs.redis_command(port, "--loglevel", "warning"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -110,7 +110,7 @@ def kill_all() -> None:
         kill(proc, grace=0.5)
 
 
-def redis_command(port: int) -> list[str]:
+def redis_command(port: int, *extra: str) -> list[str]:
     """A throwaway redis-server on 127.0.0.1:``port``: no persistence, nothing on disk."""
     return [
         "redis-server",
@@ -122,6 +122,7 @@ def redis_command(port: int) -> list[str]:
         "",
         "--appendonly",
         "no",
+        *extra,
     ]
 
 
