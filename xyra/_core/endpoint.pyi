@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xyra._core.frames import Parser
+from xyra.enums import SendStatus
 
 def live_objects() -> dict[str, int]:
     """Endpoints (WebSockets) and Extras alive now; always zeros in a release build."""
@@ -55,6 +56,52 @@ class Extras:
 
 class Endpoint(Parser):
     """One connection's WebSocket protocol state, without I/O."""
+
+class RecordingEndpoint(Endpoint):
+    """An endpoint that records what it reports: the sans-I/O test entry point.
+
+    ``events``: ``("message", opcode, message)``, ``("ping", payload)``,
+    ``("pong", payload)``, ``("drained",)``, ``("ended", code, reason)``.
+    """
+
+    events: list[tuple[Any, ...]]
+    def __init__(
+        self,
+        transport: Any,
+        outbox: Outbox,
+        config: EndpointConfig,
+        response: bytes | None = None,
+        deflate: Any = None,
+    ) -> None: ...
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the peer, read the way the server reads them."""
+    def send(
+        self,
+        data: str | bytes | bytearray | memoryview,
+        opcode: int | None = None,
+        compress: bool = False,
+    ) -> SendStatus:
+        """Queue a message as the WebSocket's ``send`` does."""
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake."""
+    def run_timers(self, now: float) -> None:
+        """``tick(now)``: the server's periodic timer run for this connection."""
+    def eof_received(self) -> bool: ...
+    def connection_lost(self, exc: BaseException | None = None) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    @property
+    def state(self) -> str:
+        """ "new", "open", "closing" or "closed"."""
+    @property
+    def queued_bytes(self) -> int: ...
+    @property
+    def is_congested(self) -> bool: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def code(self) -> int:
+        """The close code the application would be told."""
 
 def reset_live_objects() -> None:
     """Count from zero again (tests, after reporting a leak)."""
