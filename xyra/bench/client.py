@@ -713,7 +713,11 @@ def wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
     """One wrk run (whole seconds, at least 1): requests, seconds and errors it reports."""
     duration = max(1, math.ceil(seconds))
     argv = [WRK, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
+    # A sanitizer build's LD_PRELOAD is for Xyra's processes; wrk (LuaJIT) is not built for it.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration + 30, check=False, env=env
+    )
     found = _WRK_COUNT.search(out.stdout)
     if out.returncode or found is None:
         raise RuntimeError(
