@@ -209,7 +209,7 @@ cdef class ServerProtocol:
     cdef object active                 # the streamed request being answered
     cdef object waiting                # what _wait waits for
     cdef bint pipeline_paused          # reading paused: a request waits behind a streamed one
-    cdef bint plain_upgrade            # an Upgrade no WebSocket route serves: plain HTTP, then close
+    cdef bint plain_upgrade            # an Upgrade no WebSocket route has: plain HTTP, then close
     cdef public object stream_info     # the stream factory's per-connection cache
 
     def __cinit__(self):

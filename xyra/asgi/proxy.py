@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_TRUSTED = "127.0.0.1"
@@ -63,7 +64,7 @@ class ProxyTrust:
                 return host
         return hosts[0]
 
-    def apply(self, scope: dict[str, object], headers: list[tuple[bytes, bytes]]) -> None:
+    def apply(self, scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
         """Rewrite ``scope["client"]`` and ``scope["scheme"]`` from a trusted proxy's headers."""
         client = scope.get("client")
         if not isinstance(client, tuple) or not self.trusts(str(client[0])):

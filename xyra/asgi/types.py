@@ -10,7 +10,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 #: An ASGI 3 application: ``await app(scope, receive, send)``.
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[Any]]
 
 #: What every scope says about the interface (ASGI 3, spec 2.4: send() on a closed
 #: connection raises an OSError, see ``ClientDisconnected``).

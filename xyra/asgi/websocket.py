@@ -240,7 +240,8 @@ class Session:
             return event
         if self.disconnect is not None:
             return self.disconnect
-        waiter = self.waiter = self.loop.create_future()
+        waiter: asyncio.Future[Message] = self.loop.create_future()
+        self.waiter = waiter
         return await waiter
 
     async def send(self, message: Message) -> None:

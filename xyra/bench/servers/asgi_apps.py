@@ -11,11 +11,12 @@ Starlette is imported only if it is installed (its workloads fail without it).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from xyra.bench.servers.common import MAX_PAYLOAD
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 HELLO = b"Hello, world!"
 HELLO_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
 
