@@ -16,6 +16,9 @@ the core's events to the application:
   route's ``max_queue`` unread events the handler returns a future, which makes the
   core hold later events and then pause reading until the app catches up.
 * ``close(ws, code, reason)``: ``websocket.disconnect`` with the code and reason.
+* ``settle(ws)``: a protocol error from the client waits until the app has answered the
+  messages that came before it (it waits in ``receive`` with nothing queued, or at most
+  ``close_timeout``), so their answers precede the close frame (Autobahn's strict cases).
 
 An exception in the app closes an open connection with 1011 (traceback logged); an app
 that returns closes it with 1000. ``ws.send`` over ``max_backpressure``... is avoided:
@@ -80,6 +83,7 @@ class Session:
         "queue",
         "room",
         "scope",
+        "settling",
         "state",
         "task",
         "verdict",
@@ -102,6 +106,7 @@ class Session:
         self.room: asyncio.Future[None] | None = None
         self.opened_waiter: asyncio.Future[None] | None = None
         self.disconnect: Message | None = None
+        self.settling: asyncio.Future[None] | None = None
         self.denial: tuple[int, list[tuple[str, str]], list[bytes]] | None = None
         self.ws: WebSocket | None = None
         self.state = CONNECTING
@@ -160,6 +165,20 @@ class Session:
             self._push_disconnect(1006, "")
             self._opened_result(ClientDisconnected("the client left during the handshake"))
 
+    def settle(self, timeout: float) -> asyncio.Future[None] | None:
+        """A protocol error came: None if the app has answered everything before it."""
+        if self.task is None or (self.waiter is not None and not self.queue):
+            return None
+        if self.settling is None:
+            self.settling = self.loop.create_future()
+            self.loop.call_later(timeout, self._settled)
+        return self.settling
+
+    def _settled(self) -> None:
+        settling, self.settling = self.settling, None
+        if settling is not None and not settling.done():
+            settling.set_result(None)
+
     def _check_opened(self) -> None:
         # After the verdict: the core opened the connection, or the client had left.
         if self.ws is None and self.state == ACCEPTING:
@@ -215,6 +234,7 @@ class Session:
             self._end(1000)
         finally:
             self.task = None
+            self._settled()
 
     def _end(self, code: int) -> None:
         """The app is done: answer a handshake still waiting, close an open connection."""
@@ -240,6 +260,8 @@ class Session:
             return event
         if self.disconnect is not None:
             return self.disconnect
+        if self.settling is not None:
+            self._settled()  # caught up: a pending protocol failure goes ahead
         waiter: asyncio.Future[Message] = self.loop.create_future()
         self.waiter = waiter
         return await waiter
@@ -379,4 +401,14 @@ def handlers(mount: ASGIMount) -> dict[str, Any]:
     def on_close(ws: WebSocket, code: int, reason: str) -> None:
         ws.data[KEY].closed(code, reason)
 
-    return {"upgrade": upgrade, "open": on_open, "message": on_message, "close": on_close}
+    def settle(ws: WebSocket) -> asyncio.Future[None] | None:
+        session: Session = ws.data[KEY]
+        return session.settle(mount.route.close_timeout)
+
+    return {
+        "upgrade": upgrade,
+        "open": on_open,
+        "message": on_message,
+        "close": on_close,
+        "settle": settle,
+    }
