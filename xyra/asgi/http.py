@@ -8,10 +8,10 @@ and its ``http.response.*`` messages are written to the transport as they come.
 * Flow control: past 64 KiB of body the app has not read, reading pauses until it reads;
   while the transport's write buffer is over its limit, ``send`` waits (SSE and other
   long responses go at the client's pace).
-* The response head is held until the first body message (or the end of the loop
-  iteration): a response of one body goes out in one write, with a Content-Length;
-  a streamed one without Content-Length is chunked (HTTP/1.1) or ends with the
-  connection (HTTP/1.0).
+* The response head is held until the first body message (without a Content-Length,
+  at most until the end of the loop iteration): a response of one body goes out in one
+  write, given a Content-Length if it had none; a streamed one without Content-Length is
+  chunked (HTTP/1.1) or ends with the connection (HTTP/1.0).
 * ``http.disconnect`` comes once the response is complete or the client is gone; a
   ``send`` after the client left raises ``ClientDisconnected`` (an OSError, spec 2.4).
 * Errors: an app that fails before its response head went out gets a 500 (traceback
@@ -336,9 +336,12 @@ class HTTPCycle:
         elif length >= 0 and not self.body_less:
             self.remaining = length
         self.head = head
-        # Written with the first body, or at the end of this loop iteration if the app
-        # waits for something first (an SSE stream's first event, ...).
-        self.flush_handle = self.loop.call_soon(self._flush_head)
+        if self.remaining < 0:
+            # Written with the first body (then with a Content-Length if it is the only
+            # one), or at the end of this loop iteration if the app waits for something
+            # first (an SSE stream's first event, ...). A head with a Content-Length waits
+            # for its body: frameworks send it right behind.
+            self.flush_handle = self.loop.call_soon(self._flush_head)
 
     def _head_bytes(self, last: bool, size: int) -> bytes:
         """The held head, framed for a body that is ``size`` bytes (and all, if ``last``)."""
