@@ -329,3 +329,38 @@ async def test_slow_reader_app_pauses_the_client(serve: Any) -> None:
         release.set()
         assert await recv(client) == "all"
     assert got == [str(i) for i in range(200)]
+
+
+async def test_tls_scopes_say_https_and_wss(serve: Any) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    schemes: list[str] = []
+
+    async def app_(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        schemes.append(scope["scheme"])
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"secure"})
+        else:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "secure"})
+
+    app = App()
+    app.mount("/", app_, lifespan="off")
+    server = await serve(app, ssl=server_ctx)
+    async with httpx.AsyncClient(verify=client_ctx) as client:
+        r = await client.get(f"https://127.0.0.1:{server.port}/")
+    assert r.text == "secure"
+    async with websockets.connect(
+        f"wss://127.0.0.1:{server.port}/", ssl=client_ctx, open_timeout=TIMEOUT
+    ) as ws:
+        assert await recv(ws) == "secure"
+    assert schemes == ["https", "wss"]
