@@ -494,3 +494,40 @@ async def test_failure_after_the_head_closes_the_connection(
     assert b"partial" in client.buf and not client.buf.endswith(b"0\r\n\r\n")
     assert any("midway" in (r.exc_text or "") for r in caplog.records)
     caplog.set_level(logging.ERROR)
+
+
+H2C = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+
+
+async def test_an_upgrade_nobody_serves_is_answered_as_http(raw: tuple[Any, Recorder]) -> None:
+    """``curl --http2 http://...`` asks for h2c: the app answers in HTTP/1.1, then close."""
+    server, recorder = raw
+    client = await RawClient.connect(server)
+    try:
+        await client.send(b"GET /h2c HTTP/1.1\r\nHost: x\r\n" + H2C + b"\r\n")
+        response = await client.recv_response()
+        await client.wait_closed()
+    finally:
+        client.close()
+    assert response.status == 200 and response.body == b"hello"
+    assert recorder.scopes[-1]["path"] == "/h2c"
+
+
+async def test_an_async_route_with_an_upgrade_header(serve: Any) -> None:
+    """The buffered path too (an async handler used to crash the connection)."""
+    app = App()
+
+    @app.get("/slow")
+    async def slow() -> str:
+        await asyncio.sleep(0)
+        return "slow"
+
+    server = await serve(app)
+    client = await RawClient.connect(server)
+    try:
+        await client.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n" + H2C + b"\r\n")
+        response = await client.recv_response()
+        await client.wait_closed()
+    finally:
+        client.close()
+    assert response.status == 200 and response.body == b"slow"

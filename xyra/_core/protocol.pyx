@@ -55,6 +55,14 @@ def reset_live_objects() -> None:
     _live_http = 0
 
 
+cdef bint _asks_websocket(list headers):
+    """Whether raw request headers ask for a WebSocket (not h2c or another upgrade)."""
+    for name, value in headers:
+        if name == b"upgrade" and b"websocket" in (<bytes>value).lower():
+            return True
+    return False
+
+
 cdef class ServerContext:
     """What the protocols of one listening server share, built from the app's ServerConfig.
 
@@ -439,7 +447,8 @@ cdef class ServerProtocol:
         if self.too_many_headers or self.raw_headers is None:
             return False  # refused (431) by the buffered path
         target = self._target()
-        if upgrade and self.ctx.find_route(target.split("?", 1)[0]) is not None:
+        if upgrade and _asks_websocket(self.raw_headers) \
+                and self.ctx.find_route(target.split("?", 1)[0]) is not None:
             return False  # a WebSocket handshake: the upgrade path serves it
         stream = self.ctx.http_streams(
             self, self.transport, self.ctx.scheme, self.http.get_method(), self.url or b"/",
