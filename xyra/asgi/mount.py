@@ -111,7 +111,7 @@ class ASGIMount:
         route.pattern = self.pattern
         self.route: RouteConfig = route
         self.compress = route.compression != 0
-        self.http_extensions = {"xyra": {"app": xyra_app}}
+        self.xyra_extension = {"app": xyra_app}
 
     # -- lifecycle (the App's startup and shutdown hooks) ----------------------------------
 
@@ -165,7 +165,7 @@ class ASGIMount:
             "query_string": query,
             "headers": headers,
             "state": self.state.copy(),
-            "extensions": self.http_extensions,
+            "extensions": {"xyra": self.xyra_extension},
         }
         expect = False
         if self.proxy is not None:
