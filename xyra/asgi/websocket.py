@@ -396,7 +396,25 @@ def handlers(mount: ASGIMount) -> dict[str, Any]:
         ws.data[KEY].opened(ws)
 
     def on_message(ws: WebSocket, message: str | bytes, opcode: Any) -> Any:
-        return ws.data[KEY].received(message)
+        # Session.received, inlined: this runs for every message.
+        session: Session = ws.data[KEY]
+        event: Message
+        if type(message) is str:
+            event = {"type": "websocket.receive", "text": message}
+        else:
+            event = {"type": "websocket.receive", "bytes": message}
+        waiter = session.waiter
+        if waiter is not None:
+            session.waiter = None
+            if not waiter.done():
+                waiter.set_result(event)
+                return None
+        queue = session.queue
+        queue.append(event)
+        if len(queue) >= session.max_queue and session.room is None:
+            session.room = session.loop.create_future()
+            return session.room
+        return None
 
     def on_close(ws: WebSocket, code: int, reason: str) -> None:
         ws.data[KEY].closed(code, reason)
