@@ -4,7 +4,9 @@
   ``module`` (the current directory, or ``--app-dir``, comes first on ``sys.path``, as
   with uvicorn), take its ``app`` attribute (dotted paths work: ``module:obj.app``; with
   ``--factory`` it is called first) and serve it with ``app.listen(port, host, workers=N,
-  backplane=URL)`` until SIGINT/SIGTERM (docs/scaling.md).
+  backplane=URL)`` until SIGINT/SIGTERM (docs/scaling.md). ``app`` is a Xyra App or any
+  ASGI 3 application (FastAPI, Starlette, ...), served whole on an App that mounts it,
+  with uvicorn's options (docs/asgi.md).
 * ``xyra bench ...``: the throughput benchmark (``xyra.bench``).
 * ``xyra --version``.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -21,10 +24,11 @@ from xyra._version import __version__
 
 if TYPE_CHECKING:
     from xyra.app import App
+    from xyra.asgi import ASGIApp
 
 
 class AppSpecError(Exception):
-    """A ``module:attribute`` spec that does not name a Xyra App."""
+    """A ``module:attribute`` spec that does not name a Xyra App or an ASGI application."""
 
 
 def _module_not_found_is_ours(exc: ModuleNotFoundError, module: str) -> bool:
@@ -33,14 +37,16 @@ def _module_not_found_is_ours(exc: ModuleNotFoundError, module: str) -> bool:
     return exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
 
 
-def load_app(spec: str, app_dir: str = ".", factory: bool = False) -> App:
-    """Import ``module:attribute`` and return the App it names.
+def load_app(spec: str, app_dir: str = ".", factory: bool = False) -> App | ASGIApp:
+    """Import ``module:attribute`` and return the App or ASGI application it names.
 
     Raises ``AppSpecError`` with a message meant for the user when the spec is malformed,
-    the module or attribute does not exist, or the object is not an App. Errors raised
-    while the module itself runs propagate unchanged (their traceback is the useful part).
+    the module or attribute does not exist, or the object is neither a Xyra App nor an
+    ASGI 3 application (a callable taking ``scope, receive, send``). Errors raised while
+    the module itself runs propagate unchanged (their traceback is the useful part).
     """
     from xyra.app import App
+    from xyra.callables import takes_positional
 
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
@@ -68,10 +74,16 @@ def load_app(spec: str, app_dir: str = ".", factory: bool = False) -> App:
         if not callable(obj):
             raise AppSpecError(f"--factory: {spec} is not callable")
         obj = obj()
-    if not isinstance(obj, App):
-        hint = "" if factory or not callable(obj) else " (if it is a factory, pass --factory)"
-        raise AppSpecError(f"{spec} is a {type(obj).__name__}, not a xyra.App{hint}")
-    return obj
+    if isinstance(obj, App):
+        return obj
+    # An ASGI 3 app is called as app(scope, receive, send); a factory takes no argument.
+    if callable(obj) and takes_positional(obj, 3) is not False:
+        asgi: ASGIApp = obj
+        return asgi
+    hint = "" if factory or not callable(obj) else " (if it is a factory, pass --factory)"
+    raise AppSpecError(
+        f"{spec} is a {type(obj).__name__}, not a xyra.App nor an ASGI application{hint}"
+    )
 
 
 def _port(text: str) -> int:
@@ -129,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pub/sub across machines: redis://host:6379/0 or rediss://... "
         "(default: the embedded relay between the workers of this machine)",
     )
+    _asgi_options(run)
     # Listed for --help; the arguments go to xyra.bench untouched (see main).
     sub.add_parser("bench", help="throughput benchmark (xyra bench --help)", add_help=False)
     return parser
@@ -147,12 +160,182 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        app = load_app(args.app, args.app_dir, args.factory)
+        loaded = load_app(args.app, args.app_dir, args.factory)
+        app = _serving_app(loaded, args)
     except AppSpecError as exc:
         print(f"xyra: error: {exc}", file=sys.stderr)
         return 1
-    app.listen(args.port, args.host, workers=args.workers, backplane=args.backplane)
+    _configure_logging(args.log_level)
+    app.listen(
+        args.port,
+        args.host,
+        workers=args.workers,
+        backplane=args.backplane,
+        certfile=args.ssl_certfile,
+        keyfile=args.ssl_keyfile,
+    )
     return 0
+
+
+# -- uvicorn's options, for ASGI applications (docs/asgi.md, docs/cli.md) ------------------------
+
+#: uvicorn's defaults, for the options that only concern ASGI apps.
+ASGI_DEFAULTS: dict[str, Any] = {
+    "root_path": "",
+    "proxy_headers": True,
+    "forwarded_allow_ips": None,  # $FORWARDED_ALLOW_IPS, else 127.0.0.1
+    "ws_max_size": 16 * 1024 * 1024,
+    "ws_ping_interval": 20.0,
+    "ws_ping_timeout": 20.0,
+    "lifespan": "auto",
+}
+LOG_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _asgi_options(run: argparse.ArgumentParser) -> None:
+    """uvicorn's options; those marked (ASGI) apply to ASGI applications only."""
+    group = run.add_argument_group("uvicorn's options (docs/asgi.md)")
+    group.add_argument(
+        "--root-path",
+        default=None,
+        help="(ASGI) the prefix a proxy strips: scope root_path, prepended to path",
+    )
+    group.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="(ASGI) client address and scheme from X-Forwarded-For/-Proto, from trusted "
+        "proxies only (default: on)",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="IPS",
+        help="(ASGI) the trusted proxies: addresses or networks, comma-separated, or '*' "
+        "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
+    group.add_argument(
+        "--ws-max-size",
+        type=_size,
+        default=None,
+        metavar="BYTES",
+        help="(ASGI) largest WebSocket message: the route's max_payload_length (default 16 MiB)",
+    )
+    group.add_argument(
+        "--ws-ping-interval",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="(ASGI) ping after S seconds of silence: ping_interval (default 20; 0: never)",
+    )
+    group.add_argument(
+        "--ws-ping-timeout",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="(ASGI) close if still silent S seconds after the ping: idle_timeout = "
+        "interval + timeout (default 20)",
+    )
+    group.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="(ASGI) run the app's lifespan: if it speaks it (auto, the default), always, never",
+    )
+    group.add_argument(
+        "--timeout-keep-alive",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="close idle keep-alive HTTP connections after S seconds "
+        "(default 5 for an ASGI app; an App's own keep_alive_timeout otherwise)",
+    )
+    group.add_argument("--ssl-certfile", default=None, help="serve TLS with this certificate")
+    group.add_argument("--ssl-keyfile", default=None, help="the certificate's private key")
+    group.add_argument(
+        "--log-level",
+        choices=tuple(LOG_LEVELS),
+        default=None,
+        help="the level of the 'xyra' logger (default info; trace is debug)",
+    )
+
+
+def _serving_app(loaded: App | ASGIApp, args: argparse.Namespace) -> App:
+    """The App to serve: the one loaded, or a new one mounting the ASGI app at "/"."""
+    import dataclasses
+
+    from xyra.app import App
+
+    asgi_only = [
+        f"--{name.replace('_', '-')}" for name in ASGI_DEFAULTS if getattr(args, name) is not None
+    ]
+    if isinstance(loaded, App):
+        if asgi_only:
+            raise AppSpecError(
+                f"{', '.join(asgi_only)}: for an ASGI application only; {args.app} is a "
+                "xyra.App (set them in app.mount(...) or the route options)"
+            )
+        if args.timeout_keep_alive is not None:
+            loaded.limits = dataclasses.replace(
+                loaded.limits, keep_alive_timeout=args.timeout_keep_alive or None
+            )
+        return loaded
+    opts = {
+        name: default if getattr(args, name) is None else getattr(args, name)
+        for name, default in ASGI_DEFAULTS.items()
+    }
+    interval, timeout = opts["ws_ping_interval"], opts["ws_ping_timeout"]
+    app = App(keep_alive_timeout=args.timeout_keep_alive or 5.0)
+    app.mount(
+        "/",
+        loaded,
+        root_path=opts["root_path"],
+        proxy_headers=opts["proxy_headers"],
+        forwarded_allow_ips=opts["forwarded_allow_ips"],
+        lifespan=opts["lifespan"],
+        max_payload_length=opts["ws_max_size"],
+        ping_interval=interval,
+        idle_timeout=interval + timeout if interval > 0 else 0,
+    )
+    return app
+
+
+def _configure_logging(level: str | None) -> None:
+    if level is None:
+        return
+    log = logging.getLogger("xyra")
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(LOG_LEVELS[level])
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
 from xyra._core.endpoint import check_message
+from xyra.asgi.lifespan import LifespanFailed, LifespanMode
+from xyra.asgi.mount import ASGIMount, ASGIStreams
+from xyra.asgi.proxy import trusted_from
+from xyra.asgi.types import ASGIApp
 from xyra.backplane import Backplane, BackplaneEvent
 from xyra.config import Hook, ServerConfig, ServerLimits
 from xyra.errors import ListenError
@@ -50,6 +54,7 @@ class App:
         max_body_size: int = 1 << 20,
         max_connections: int = 0,
         max_connections_per_ip: int = 0,
+        keep_alive_timeout: float | None = None,
     ) -> None:
         """Server-wide limits.
 
@@ -58,7 +63,8 @@ class App:
         ``max_head_size`` (bytes) and ``max_headers`` cap the request head: past either
         the answer is 431. ``max_body_size`` caps an HTTP request body (413).
         ``max_connections`` and ``max_connections_per_ip`` (0: no limit) answer 503 to
-        connections past them.
+        connections past them. ``keep_alive_timeout``: seconds an idle keep-alive HTTP
+        connection stays open (None: ``handshake_timeout``).
         """
         self.limits = ServerLimits(
             handshake_timeout=handshake_timeout,
@@ -67,10 +73,12 @@ class App:
             max_body_size=max_body_size,
             max_connections=max_connections,
             max_connections_per_ip=max_connections_per_ip,
+            keep_alive_timeout=keep_alive_timeout,
         )
         self.router = Router()
         self.static_files = StaticFiles(self._is_websocket_path)
         self._ws_routes: dict[str, RouteConfig] = {}
+        self._mounts: list[ASGIMount] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._servers: set[Server] = set()
@@ -107,9 +115,11 @@ class App:
     def config(self, backplane: str | Backplane | None = None) -> ServerConfig:
         """A frozen snapshot of everything a server of this app needs."""
         return ServerConfig(
-            routes=tuple(self._ws_routes.values()),
+            # ASGI mounts' routes are marked as fallbacks: the core tries them last.
+            routes=(*self._ws_routes.values(), *(m.route for m in self._mounts)),
             limits=self.limits,
             http_dispatch=self._http_dispatch,
+            http_streams=ASGIStreams(self._mounts, self._claim) if self._mounts else None,
             startup=tuple(self._startup),
             shutdown=tuple(self._shutdown),
             backplane=backplane,
@@ -321,6 +331,63 @@ class App:
             return self.static_files.dispatch(request)
         return None
 
+    # -- ASGI applications ----------------------------------------------------------------
+
+    def mount(
+        self,
+        prefix: str,
+        app: ASGIApp,
+        *,
+        root_path: str = "",
+        proxy_headers: bool = False,
+        forwarded_allow_ips: str | Iterable[str] | None = None,
+        lifespan: LifespanMode = "auto",
+        **options: Unpack[RouteOptions],
+    ) -> None:
+        """Serve the ASGI 3 application ``app`` (FastAPI, Starlette, ...) under ``prefix``.
+
+        This App's own HTTP and WebSocket routes match first; every other request under
+        ``prefix`` ("/" or "": everything) goes to ``app``, with ``root_path`` (this
+        option, as uvicorn's ``--root-path``, then the prefix) in its scope. A static
+        folder claims the paths under its prefix unless the mount's prefix is longer.
+
+        ``proxy_headers``: take the client address and scheme from ``X-Forwarded-For``
+        and ``X-Forwarded-Proto``, from the peers ``forwarded_allow_ips`` lists
+        (addresses or networks, comma-separated, or "*"; default: $FORWARDED_ALLOW_IPS,
+        else 127.0.0.1). ``lifespan``: "auto" runs the app's lifespan if it speaks it,
+        "on" requires it, "off" skips it. The keywords are the route options of its
+        WebSocket connections (``max_payload_length``, ``idle_timeout``,
+        ``ping_interval``, ``compression``, ``max_backpressure``, ...; see
+        ``app.websocket``), with any origin allowed by default (the app sees the
+        ``Origin`` header and decides). See docs/asgi.md.
+        """
+        mount = ASGIMount(
+            prefix,
+            app,
+            self,
+            root_path=root_path,
+            proxy=trusted_from(forwarded_allow_ips) if proxy_headers else None,
+            lifespan=lifespan,
+            route_options=options,
+        )
+        if any(m.prefix == mount.prefix for m in self._mounts):
+            raise ValueError(f"an ASGI app is already mounted at {prefix!r}")
+        if self._live_servers():
+            raise RuntimeError("mount() ASGI apps before the server starts")
+        self._mounts.append(mount)
+        self._startup.append(mount.startup)
+        self._shutdown.append(mount.shutdown)
+
+    def _claim(self, raw_path: str) -> int:
+        """How much of a path this App serves itself (see xyra.asgi.mount.ASGIStreams)."""
+        if self._ws_routes and self._is_websocket_path(raw_path):
+            return 1 << 30
+        if self.router and self.router.has_path(raw_path):
+            return 1 << 30
+        if self.static_files:
+            return self.static_files.claim(raw_path)
+        return -1
+
     # -- pub/sub --------------------------------------------------------------------------
 
     def publish(
@@ -467,6 +534,10 @@ class App:
             log.debug("xyra: cannot listen on %s:%s", host, port, exc_info=exc.__cause__)
             print(f"xyra: cannot listen on {host}:{port}: {bind_error(exc)}", file=sys.stderr)
             raise SystemExit(1) from None
+        except LifespanFailed as exc:
+            # As uvicorn: the app's own message, and exit status 3.
+            print(f"xyra: ASGI application startup failed: {exc.message}", file=sys.stderr)
+            raise SystemExit(3) from None
 
     def _run_one(self, port: int, host: str, **kwargs: Any) -> None:
         """One process: a uvloop loop serving until SIGINT or SIGTERM."""

@@ -260,6 +260,13 @@ class Router:
             else:
                 self._patterns.append(route)
 
+    def has_path(self, raw_path: str) -> bool:
+        """Whether some route's path matches ``raw_path`` (whatever the method)."""
+        if "%2f" not in raw_path.lower() and unquote(raw_path, errors="replace") in self._exact:
+            return True
+        segs = segments(raw_path)
+        return any(route.pattern.match(segs) is not None for route in self._patterns)
+
     def dispatch(self, request: Request) -> HTTPResult:
         """Route one complete request; None if no route has its path."""
         method = request.method

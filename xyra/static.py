@@ -145,6 +145,14 @@ class StaticFiles:
         self._mounts.append(mount)
         self._mounts.sort(key=lambda m: -len(m.prefix))
 
+    def claim(self, raw_path: str) -> int:
+        """How many segments of ``raw_path`` the longest matching folder prefix has (-1: none)."""
+        segs = segments(raw_path)
+        for mount in self._mounts:
+            if mount.rest(segs) is not None:
+                return len(mount.prefix)
+        return -1
+
     def dispatch(self, request: Request) -> HTTPResult:
         """A file (or 304, 404, 405, a redirect), or None if no folder has the path."""
         segs = segments(request.raw_path)

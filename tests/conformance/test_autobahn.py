@@ -20,6 +20,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "run_autobahn.py"
 ECHO_SERVER = HERE / "echo_server.py"
+# The same echo as a raw ASGI app served by Xyra's ASGI adapter (docs/asgi.md).
+ASGI_ECHO_SERVER = HERE / "asgi_echo_server.py"
 
 # Loaded by path so this works under any pytest import mode (tests/ has no packages).
 _spec = importlib.util.spec_from_file_location("xyra_run_autobahn", RUNNER)
@@ -51,7 +53,9 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def run_conformance(outdir: Path, cases: str, timeout: float, *server_args: str) -> None:
+def run_conformance(
+    outdir: Path, cases: str, timeout: float, *server_args: str, server: Path = ECHO_SERVER
+) -> None:
     wstest = wstest_or_skip()
     command = [
         sys.executable,
@@ -62,7 +66,7 @@ def run_conformance(outdir: Path, cases: str, timeout: float, *server_args: str)
         f"--timeout={timeout}",
         "--",
         sys.executable,
-        str(ECHO_SERVER),
+        str(server),
         "{port}",
         *server_args,
     ]
@@ -79,6 +83,12 @@ def run_conformance(outdir: Path, cases: str, timeout: float, *server_args: str)
 @pytest.mark.timeout(900)
 def test_autobahn_core_cases(tmp_path: Path) -> None:
     run_conformance(tmp_path / "autobahn", run_autobahn.DEFAULT_CASES, 600)
+
+
+@pytest.mark.timeout(900)
+def test_autobahn_core_cases_through_asgi(tmp_path: Path) -> None:
+    """Cases 1-10 against a raw ASGI echo app: the ASGI path must not weaken conformance."""
+    run_conformance(tmp_path / "autobahn", run_autobahn.DEFAULT_CASES, 600, server=ASGI_ECHO_SERVER)
 
 
 @pytest.mark.slow_conformance

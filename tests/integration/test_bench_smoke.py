@@ -42,10 +42,17 @@ SETTINGS = Settings(
     setup_timeout=20.0,
 )
 
+# Xyra, and Xyra serving the ASGI workloads' app (the other ASGI servers are peers, not
+# part of the smoke test); every workload each can run; and the backplane row (a Redis
+# started by the runner, every delivery still checked) on the default pub/sub workloads.
 CASES = (
-    [("xyra", w) for w in wl.WORKLOADS]
+    [
+        (peer, w.name)
+        for w in wl.WORKLOADS.values()
+        for peer in ("xyra", "xyra-asgi")
+        if PEERS[peer].supports(w) is None
+    ]
     + [("raw", w.name) for w in wl.WORKLOADS.values() if w.raw_serves]
-    # the backplane row: a Redis started by the runner, every delivery still checked
     + [("xyra-redis", w.name) for w in wl.WORKLOADS.values() if w.kind == wl.PUBSUB and w.default]
 )
 
@@ -65,6 +72,9 @@ def check(w: wl.Workload, sample: dict) -> None:
         assert checks["delivered"] == checks["expected"], "one copy per subscriber"
         assert checks["stalls"] == 0 and checks["lost"] == 0 and checks["mismatched"] == 0
         assert sample["count"] <= checks["delivered"]
+    elif w.kind == wl.HTTP:
+        assert checks["status"] == 200 and checks["body_bytes"] > 0
+        assert checks["errors"] == 0, "no socket error, every response 2xx"
     elif w.kind == wl.CONNECT:
         assert checks["completed"] > 0 and checks["errors"] == 0
         assert checks["opened"] >= checks["completed"]
@@ -114,7 +124,9 @@ def check_compression(w: wl.Workload, sample: dict) -> None:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(("peer", "name"), CASES)
 def test_workload_runs_and_counts(peer: str, name: str) -> None:
-    if peer == "xyra" and (why := xyra_missing()):
+    if peer.startswith("xyra") and (why := xyra_missing()):
+        pytest.skip(why)
+    if (why := PEERS[peer].unavailable()) is not None:
         pytest.skip(why)
     w = wl.WORKLOADS[name].scaled(quick=True)
     sample = measure(w, PEERS[peer], SETTINGS)

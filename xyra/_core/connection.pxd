@@ -9,6 +9,7 @@ cdef class RouteConfig(EndpointConfig):
     cdef public object allowed_origins       # None (same-origin policy), "*", or a tuple
     cdef public object negotiator            # permessage-deflate negotiation, or None
     cdef public object pattern               # the path's {parameters} (a PathPattern), or None
+    cdef public object settle                # ws -> None or an awaitable (see on_protocol_error)
     cdef public bint open_async, message_async, close_async
     cdef public bint discard_warned          # "messages discarded" was logged once
     cdef public Py_ssize_t max_queue
@@ -45,6 +46,7 @@ cdef class WebSocket(Endpoint):
     cdef int call(self, object handler, bint is_async, tuple args) except -1
     cdef int run_pending(self) except -1
     cdef int handler_failed(self, object exc) except -1
+    cdef int on_protocol_error(self, int code, str why) except -1
     cdef WsExtras wx(self)
     cdef int _check_thread(self, str method) except -1
     cdef _wake_drain_waiters(self)

@@ -31,6 +31,9 @@ class RouteConfig(EndpointConfig):
     """permessage-deflate negotiation (routes with compression), or None."""
     pattern: Any
     """The path's ``{parameters}`` (a ``xyra.router.PathPattern``), or None."""
+    settle: Callable[[Any], Any] | None
+    """``settle(ws)`` on a protocol error: None to fail now, or an awaitable to fail once
+    the messages before the bad frame are answered (the ASGI adapter)."""
     open_async: bool
     message_async: bool
     close_async: bool
@@ -74,6 +77,7 @@ class WebSocket(Endpoint):
         """Send a BINARY message (bytes-like, or ``str`` sent as its UTF-8)."""
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake; the connection ends when the peer answers."""
+    def _fail_settled(self, code: int, why: str, waiter: Any) -> None: ...
     def terminate(self) -> None:
         """Drop the TCP connection now, without a close handshake (reported as 1006)."""
     def ping(self, data: str | _Buffer = b"") -> SendStatus:

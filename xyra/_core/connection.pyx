@@ -14,6 +14,7 @@ layer adds what touches the application and the event loop:
 """
 
 from collections import deque
+from functools import partial
 from inspect import isawaitable
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -42,6 +43,7 @@ cdef class RouteConfig(EndpointConfig):
         self.allowed_origins = None
         self.negotiator = None
         self.pattern = None
+        self.settle = None
         self.max_queue = 16
         self.subprotocols = ()
         self.path = ""
@@ -219,6 +221,28 @@ cdef class WebSocket(Endpoint):
         if result is not None and _maybe_awaitable(result):
             self._run_task(result)
         return 0
+
+    cdef int on_protocol_error(self, int code, str why) except -1:
+        # A route whose messages are answered outside the read (the ASGI adapter: its app
+        # runs on a task of its own) may ask for the failure to wait until the messages
+        # that came before the bad frame are answered, so that their answers precede the
+        # close frame, as a handler called during the read gets them to. Parsing stopped
+        # already; route.settle(ws) returns None (fail now) or an awaitable.
+        cdef RouteConfig route = <RouteConfig>self.route
+        if route.settle is not None and self.state == OPEN and not self.lost:
+            try:
+                waiter = route.settle(self)
+            except Exception as exc:
+                self.hub.log.error("xyra: settle hook failed", exc_info=exc)
+                waiter = None
+            if waiter is not None:
+                waiter.add_done_callback(partial(self._fail_settled, code, why))
+                return 0
+        return self.fail(code, why)
+
+    def _fail_settled(self, int code, str why, waiter):
+        if self.state == OPEN and not self.lost:
+            self.fail(code, why)
 
     cdef int ping_received(self, bytes payload) except -1:
         cdef RouteConfig route = <RouteConfig>self.route

@@ -29,6 +29,8 @@ class ServerContext:
     """WebSocket routes without path parameters: path -> RouteConfig."""
     patterns: list[RouteConfig]
     """WebSocket routes with path parameters, in registration order."""
+    fallbacks: list[RouteConfig]
+    """ASGI mounts' WebSocket routes (a pattern marked ``fallback``): tried last."""
     hub: Hub
     switch_protocol: bool
     """Hand the transport to the WebSocket after the upgrade (uvloop)."""
@@ -43,9 +45,12 @@ class ServerContext:
     max_connections: int
     max_connections_per_ip: int
     handshake_timeout: float
+    keep_alive_timeout: float
     accepting: bool
     http_dispatch: Callable[[Any], Any] | None
     """Request -> Response, awaitable or None (HTTP routes), or None."""
+    http_streams: Callable[..., Any] | None
+    """Streamed requests (``xyra.config.HTTPStreams``: the ASGI adapter), or None."""
     request_class: Any
     response_class: Any
     scheme: str
@@ -62,7 +67,11 @@ class ServerContext:
 class ServerProtocol:
     """uvloop protocol of one connection's HTTP phase."""
 
+    stream_info: Any
+    """The stream factory's per-connection cache (None until it sets it)."""
     def __init__(self, ctx: ServerContext) -> None: ...
+    def stream_done(self, keep_alive: bool) -> None:
+        """The active stream's response is complete: the next request's turn, or close."""
     def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
     def get_buffer(self, sizehint: int) -> memoryview: ...
     def buffer_updated(self, nbytes: int) -> None: ...

@@ -55,6 +55,14 @@ def reset_live_objects() -> None:
     _live_http = 0
 
 
+cdef bint _asks_websocket(list headers):
+    """Whether raw request headers ask for a WebSocket (not h2c or another upgrade)."""
+    for name, value in headers:
+        if name == b"upgrade" and b"websocket" in (<bytes>value).lower():
+            return True
+    return False
+
+
 cdef class ServerContext:
     """What the protocols of one listening server share, built from the app's ServerConfig.
 
@@ -74,6 +82,9 @@ cdef class ServerContext:
     cdef public double handshake_timeout
     cdef public bint accepting
     cdef public object http_dispatch   # request -> Response | awaitable | None, or None
+    cdef public object http_streams    # streamed requests (the ASGI adapter), or None
+    cdef public list fallbacks         # RouteConfig of ASGI mounts: tried after every other route
+    cdef public double keep_alive_timeout
     cdef public object request_class
     cdef public object response_class
     cdef public str scheme
@@ -89,8 +100,11 @@ cdef class ServerContext:
         self.max_connections = limits.max_connections
         self.max_connections_per_ip = limits.max_connections_per_ip
         self.handshake_timeout = limits.handshake_timeout
+        self.keep_alive_timeout = limits.keep_alive_timeout or limits.handshake_timeout
         self.accepting = True
         self.http_dispatch = config.http_dispatch
+        self.http_streams = config.http_streams
+        self.fallbacks = []
         self.request_class = config.request_class
         self.response_class = config.response_class
         self.scheme = "http"
@@ -101,6 +115,11 @@ cdef class ServerContext:
         """Serve ``route`` from now on (its handlers, limits and negotiator come with it)."""
         if route.pattern is None:
             self.routes[route.path] = route
+        elif getattr(route.pattern, "fallback", False):
+            # An ASGI mount's route (a prefix): Xyra's own routes match first, and the
+            # longest prefix before a shorter one.
+            self.fallbacks.append(route)
+            self.fallbacks.sort(key=lambda r: -len(r.pattern.prefix))
         else:
             self.patterns.append(route)
 
@@ -118,6 +137,10 @@ cdef class ServerContext:
             params = route.pattern.match_path(path)
             if params is not None:
                 return route, params
+        for obj in self.fallbacks:
+            route = <RouteConfig>obj
+            if route.pattern.match_path(path) is not None:
+                return route, None
         return None
 
     @property
@@ -188,6 +211,14 @@ cdef class ServerProtocol:
     cdef bint done                     # the HTTP phase is over: upgraded, or closing
     cdef double deadline
     cdef object ip                     # set only while per-address limits are on
+    # streamed requests (ASGI): see ServerConfig.http_streams
+    cdef list raw_headers              # the request's headers as received (names lowercased)
+    cdef object stream                 # the streamed request being parsed: its body goes there
+    cdef object active                 # the streamed request being answered
+    cdef object waiting                # what _wait waits for
+    cdef bint pipeline_paused          # reading paused: a request waits behind a streamed one
+    cdef bint plain_upgrade            # an Upgrade no WebSocket route has: plain HTTP, then close
+    cdef public object stream_info     # the stream factory's per-connection cache
 
     def __cinit__(self):
         global _live_http
@@ -248,6 +279,16 @@ cdef class ServerProtocol:
     def connection_lost(self, exc):
         self.http = None
         self.queue = None
+        self.stream = None
+        if self.active is not None:
+            active, self.active = self.active, None
+            active.lost()
+        elif self.waiting is not None and not self.waiting.done():
+            # An ASGI WebSocket handshake waiting on its app hears that the client left.
+            client_left = getattr(self.waiting, "client_left", None)
+            if client_left is not None:
+                client_left()
+        self.waiting = None
         if self.ws is not None:
             self.ws.connection_lost(exc)  # the WebSocket took over the bookkeeping
             return
@@ -258,10 +299,14 @@ cdef class ServerProtocol:
     def pause_writing(self):
         if self.ws is not None:
             self.ws.on_pause_writing()
+        elif self.active is not None:
+            self.active.pause_writing()
 
     def resume_writing(self):
         if self.ws is not None:
             self.ws.on_resume_writing()
+        elif self.active is not None:
+            self.active.resume_writing()
 
     # -- httptools callbacks -----------------------------------------------------------------
 
@@ -271,6 +316,8 @@ cdef class ServerProtocol:
         self.headers = []
         self.body = None
         self.body_size = 0
+        if self.ctx.http_streams is not None:
+            self.raw_headers = []
 
     def on_url(self, bytes url):
         self.url = url if self.url is None else self.url + url
@@ -278,11 +325,15 @@ cdef class ServerProtocol:
     def on_header(self, bytes name, bytes value):
         if len(self.headers) < self.ctx.max_headers:
             self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+            if self.raw_headers is not None:
+                self.raw_headers.append((name.lower(), value))
         else:
             self.too_many_headers = True
 
     def on_headers_complete(self):
         self.in_head = False
+        if self.ctx.http_streams is not None and self._stream_request():
+            return
         length = expect = None
         for name, value in self.headers:
             if name == "content-length":
@@ -296,6 +347,9 @@ cdef class ServerProtocol:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, bytes body):
+        if self.stream is not None:
+            self.stream.feed(body)
+            return
         self.body_size += len(body)
         if self.body_size > self.ctx.max_body_size:
             raise _BodyTooLarge()
@@ -305,9 +359,17 @@ cdef class ServerProtocol:
 
     def on_message_complete(self):
         cdef bint upgrade = self.http.should_upgrade()
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            self.plain_upgrade = upgrade
+            stream.end()
+            return
         target = self._target()
         if upgrade and self.ctx.find_route(target.split("?", 1)[0]) is not None:
             return  # HttpParserUpgrade follows: the WebSocket handshake takes over
+        # An Upgrade no WebSocket route serves (h2c, ...) is answered as plain HTTP, then
+        # the connection closes: the parser reads nothing after it.
+        self.plain_upgrade = upgrade
         if self.queue is None:
             self.queue = deque()
         self.queue.append((
@@ -361,7 +423,71 @@ cdef class ServerProtocol:
 
     cdef _process_queue(self):
         while self.queue and not self.busy and not self.done:
-            self._answer(self.queue.popleft())
+            item = self.queue.popleft()
+            if type(item) is tuple:
+                self._answer(item)
+            else:
+                self._start_stream(item)
+        if self.queue and self.active is not None and not self.pipeline_paused:
+            # A request parsed behind a streamed one waits its turn: read no more meanwhile.
+            self.pipeline_paused = True
+            self.transport.pause_reading()
+
+    # -- streamed requests (the ASGI adapter) ------------------------------------------------
+    # ServerConfig.http_streams(conn, transport, scheme, method, target, headers,
+    # http_version, keep_alive) is asked at the end of every request head; a request it
+    # takes gets an HTTPStream (xyra/config.py) instead of the buffered answer: the body
+    # chunks go to stream.feed() as they arrive, stream.end() ends the body, and
+    # stream.start() runs it when its turn comes (requests are answered in order); the
+    # stream writes its response on the transport itself and calls conn.stream_done().
+
+    cdef bint _stream_request(self) except -1:
+        """Hand the request whose head just ended to a stream, if the app streams it."""
+        cdef bint upgrade = self.http.should_upgrade()
+        if self.too_many_headers or self.raw_headers is None:
+            return False  # refused (431) by the buffered path
+        target = self._target()
+        if upgrade and _asks_websocket(self.raw_headers) \
+                and self.ctx.find_route(target.split("?", 1)[0]) is not None:
+            return False  # a WebSocket handshake: the upgrade path serves it
+        stream = self.ctx.http_streams(
+            self, self.transport, self.ctx.scheme, self.http.get_method(), self.url or b"/",
+            self.raw_headers, self.http.get_http_version(),
+            self.http.should_keep_alive() and not upgrade)
+        self.raw_headers = None
+        if stream is None:
+            return False
+        self.stream = stream
+        if self.queue is None:
+            self.queue = deque()
+        self.queue.append(stream)
+        return True
+
+    cdef _start_stream(self, object stream):
+        self.busy = True
+        self.active = stream
+        try:
+            stream.start()
+        except Exception as exc:
+            self.active = None
+            self.ctx.hub.log.error("xyra: starting a streamed request failed", exc_info=exc)
+            self._reject(500, "internal error")
+
+    def stream_done(self, bint keep_alive):
+        """The active stream's response is complete: the next request's turn, or close."""
+        self.active = None
+        self.busy = False
+        if self.done or self.transport.is_closing():
+            return
+        if not (keep_alive and self.ctx.accepting):
+            self._finish_http()
+            self.transport.close()
+            return
+        self.deadline = self.ctx.hub.now + self.ctx.keep_alive_timeout
+        if self.pipeline_paused:
+            self.pipeline_paused = False
+            self.transport.resume_reading()
+        self._process_queue()
 
     cdef _answer(self, tuple req):
         method, target, headers, body, keep_alive = req
@@ -397,6 +523,7 @@ cdef class ServerProtocol:
         self.transport.pause_reading()
         task = self.ctx.hub.loop.create_task(awaitable) \
             if not hasattr(awaitable, "add_done_callback") else awaitable
+        self.waiting = task
         task.add_done_callback(lambda t: callback(t, context))
 
     def _respond_later(self, task, context):
@@ -416,7 +543,7 @@ cdef class ServerProtocol:
     cdef _respond(self, object response, str method, bint keep_alive):
         keep_alive = keep_alive and self.ctx.accepting
         self.transport.write(response.encode(head=(method == "HEAD"), keep_alive=keep_alive))
-        self.deadline = self.ctx.hub.now + self.ctx.handshake_timeout
+        self.deadline = self.ctx.hub.now + self.ctx.keep_alive_timeout
         if not keep_alive:
             self._finish_http()
             self.transport.close()
@@ -450,6 +577,8 @@ cdef class ServerProtocol:
 
     cdef _upgrade(self, bytes leftover):
         cdef RouteConfig route
+        if self.plain_upgrade:  # no WebSocket route has it: being answered as plain HTTP
+            return
         if self.head_bytes > self.ctx.max_head_size:
             self._reject(431, f"request head over {self.ctx.max_head_size} bytes")
             return
@@ -475,6 +604,10 @@ cdef class ServerProtocol:
         request = self.ctx.request_class(method, target, headers, b"", self._peer(),
                                          self.ctx.scheme)
         request.path_params = params or {}
+        # The ASGI adapter's upgrade handler writes the app's subprotocol and headers
+        # into the 101 and reads the server's address (xyra/asgi/); others ignore them.
+        request.handshake = result
+        request.transport = self.transport
         try:
             verdict = route.upgrade(request)
         except Exception as exc:
@@ -557,6 +690,8 @@ cdef class ServerProtocol:
         if self.ws is not None:
             if self.ws.state == OPEN:
                 self.ws.send_close(code, reason)
+        elif self.active is not None:
+            self.active.shutdown()  # the connection closes once this response is done
         elif not self.done and not self.busy:
             self._finish_http()
             self.transport.close()

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import re
 import resource
+import shutil
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -328,7 +333,7 @@ async def run_echo(spec: Spec, w: wl.Workload) -> dict[str, Any]:
         w.connections,
         payload_frame(w),
         w.window,
-        request=None if spec.raw else upgrade_request(b"/"),
+        request=None if spec.raw else upgrade_request((w.route or "/").encode()),
         expect_length=w.size,
         expect_opcode=2 if w.binary else 1,
         host=HOST,
@@ -696,7 +701,79 @@ async def run_memory(spec: Spec, w: wl.Workload) -> dict[str, Any]:
     return result
 
 
+# The HTTP load generator: wrk (Debian's package `wrk`), one thread on the client core.
+WRK = "wrk"
+_WRK_COUNT = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b")
+_WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run (whole seconds, at least 1): requests, seconds and errors it reports."""
+    duration = max(1, math.ceil(seconds))
+    argv = [WRK, "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", url]
+    # A sanitizer build's LD_PRELOAD is for Xyra's processes; wrk (LuaJIT) is not built for it.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration + 30, check=False, env=env
+    )
+    found = _WRK_COUNT.search(out.stdout)
+    if out.returncode or found is None:
+        raise RuntimeError(
+            f"wrk failed (exit {out.returncode}): {(out.stderr or out.stdout)[-300:]}"
+        )
+    sockets = _WRK_SOCKET.search(out.stdout)
+    non2xx = _WRK_NON2XX.search(out.stdout)
+    return {
+        "requests": int(found.group(1)),
+        "seconds": float(found.group(2)) * _UNITS[found.group(3)],
+        "socket_errors": sum(int(g) for g in sockets.groups()) if sockets else 0,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+async def run_http(spec: Spec, w: wl.Workload) -> dict[str, Any]:
+    """Keep-alive GETs from wrk: checked once by hand, warmed up, then the measured run."""
+    if shutil.which(WRK) is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+    url = f"http://{HOST}:{spec.port}{w.route or '/'}"
+    with urllib.request.urlopen(url, timeout=spec.timeout) as response:
+        body = response.read()
+        status = response.status
+    if status != 200 or not body:
+        raise RuntimeError(f"GET {url}: {status}, {len(body)} bytes")
+    if spec.warmup > 0:
+        wrk(url, w.connections, spec.warmup)
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    a = Mark(time.perf_counter(), 0, cpu_seconds(spec.server_pid), children_cpu())
+    run = wrk(url, w.connections, spec.duration)
+    b = Mark(time.perf_counter(), 0, cpu_seconds(spec.server_pid), children_cpu())
+    wall = b.wall - a.wall
+    server_cpu = b.server_cpu - a.server_cpu
+    return {
+        "value": run["requests"] / run["seconds"],
+        "count": run["requests"],
+        "seconds": run["seconds"],
+        "server_cpu": server_cpu / wall,
+        "per_server_cpu_s": run["requests"] / server_cpu if server_cpu > 0 else None,
+        "client_cpu": (b.client_cpu - a.client_cpu) / wall,
+        "checks": {
+            "status": status,
+            "body_bytes": len(body),
+            "errors": run["socket_errors"] + run["non_2xx"],
+            "socket_errors": run["socket_errors"],
+            "non_2xx": run["non_2xx"],
+        },
+    }
+
+
 RUNNERS = {
+    wl.HTTP: run_http,
     wl.ECHO: run_echo,
     wl.PUBSUB: run_pubsub,
     wl.CONNECT: run_connect,

@@ -44,6 +44,8 @@ class Peer:
     skips: dict[str, str] = field(default_factory=dict)  # workload -> why it cannot run
     checkout: Path | None = None  # --baseline: the other Xyra checkout it runs from
     backplane: bool = False  # served with a Redis backplane (the runner starts redis-server)
+    asgi: bool = False  # an ASGI server: serves the asgi_* workloads only
+    requires: tuple[str, ...] = ()  # more modules it needs than its distribution
 
     def title(self, version: str | None) -> str:
         """The label with the version filled in."""
@@ -55,6 +57,8 @@ class Peer:
             return "raw uvloop server: echo, connect and idle workloads only"
         if self.backplane and w.kind != wl.PUBSUB:
             return "the backplane row: pub/sub workloads only"
+        if self.asgi and not w.asgi:
+            return "an ASGI server: the asgi_* workloads only"
         # A baseline serves whatever routes the xyra adapter serves.
         if w.peers and ("xyra" if self.checkout else self.name) not in w.peers:
             who = " and ".join(w.peers)
@@ -96,8 +100,9 @@ class Peer:
             except (ImportError, AttributeError) as exc:
                 return f"xyra.App not importable ({exc}); build it first"
             return None
-        if self.distribution and importlib.util.find_spec(self.distribution) is None:
-            return f"not installed: pip install {self.distribution}"
+        for module in (self.distribution, *self.requires):
+            if module and importlib.util.find_spec(module) is None:
+                return f"not installed: pip install {module}"
         return None
 
     def version(self) -> str:
@@ -106,7 +111,7 @@ class Peer:
             if self.checkout is not None:
                 probe = probe_checkout(self.checkout)
                 return "?" if isinstance(probe, str) else probe["version"]
-            if self.name in ("xyra", "xyra-redis"):
+            if self.name in ("xyra", "xyra-redis", "xyra-asgi"):
                 from xyra._version import __version__
 
                 return __version__
@@ -151,6 +156,33 @@ PEERS: dict[str, Peer] = {
             skips={"large_64k": PAYLOAD_027, "large_1m": PAYLOAD_027},
         ),
         Peer("raw", "raw echo, uvloop {v} (limit)", "raw_echo", "uvloop", raw=True),
+        Peer(
+            "xyra-asgi", "xyra {v} (ASGI)", "xyra_asgi_server", asgi=True, requires=("starlette",)
+        ),
+        Peer(
+            "uvicorn",
+            "uvicorn {v} websockets",
+            "uvicorn_server",
+            "uvicorn",
+            asgi=True,
+            requires=("websockets", "httptools", "starlette"),
+        ),
+        Peer(
+            "uvicorn-wsproto",
+            "uvicorn {v} wsproto",
+            "uvicorn_wsproto_server",
+            "uvicorn",
+            asgi=True,
+            requires=("wsproto", "httptools", "starlette"),
+        ),
+        Peer(
+            "granian",
+            "granian {v}",
+            "granian_server",
+            "granian",
+            asgi=True,
+            requires=("starlette",),
+        ),
     )
 }
 

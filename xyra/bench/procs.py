@@ -153,12 +153,26 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> 
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), in seconds."""
+    """User + system CPU time of a process (all its threads) and of its live
+    descendants (a server that forks its worker, as granian does), in seconds."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
     # The command name may hold spaces and parentheses: fields start after the last ')'.
     fields = stat[stat.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    for child in _children(pid):
+        with contextlib.suppress(OSError, ValueError):
+            total += cpu_seconds(child)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(p) for p in f.read().split()]
+    return found
 
 
 def rss_bytes(pid: int) -> int:

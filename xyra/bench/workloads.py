@@ -11,6 +11,11 @@ PUBSUB = "pubsub"  # publishers pipeline messages, subscribers count deliveries
 CONNECT = "connect"  # parallel loops of handshake + close handshake
 IDLE = "idle"  # open many connections, read the server's RSS growth
 MEMORY = "memory"  # open many connections, exchange a few messages on each, read RSS growth
+HTTP = "http"  # keep-alive HTTP GETs from wrk, one request at a time per connection
+
+# The ASGI workloads' servers: Xyra's own API (the reference), Xyra serving the ASGI app,
+# and the ASGI servers people use (xyra/bench/servers/asgi_apps.py is every ASGI app).
+ASGI_SERVERS = ("xyra-asgi", "uvicorn", "uvicorn-wsproto", "granian")
 
 # Where the adapters serve the compression routes (xyra, socketify).
 PUBSUB_DEFLATE_ROUTE = "/pubsub_deflate"  # compression "shared", publish(compress=True)
@@ -40,6 +45,7 @@ class Workload:
     deflate: bool = False  # the client offers permessage-deflate (and compresses, if it sends)
     messages: int = 0  # memory: messages each connection sends (and gets back)
     peers: tuple[str, ...] = ()  # the only peers with the route (empty: every peer)
+    asgi: bool = False  # served through an ASGI app (the ASGI servers run only these)
 
     def __post_init__(self) -> None:
         # From JSON (the load process) a tuple arrives as a list.
@@ -50,7 +56,7 @@ class Workload:
         """Whether the raw uvloop server (no WebSocket at all) can serve it: the echo
         workloads, connect (a constant 101, nothing parsed) and idle connections (the
         baseline of the per-connection memory figure)."""
-        return self.kind in (ECHO, CONNECT, IDLE)
+        return self.kind in (ECHO, CONNECT, IDLE) and not self.asgi
 
     def scaled(self, quick: bool) -> Workload:
         """The workload as ``--quick`` runs it (smaller where size dominates the time)."""
@@ -192,6 +198,48 @@ WORKLOADS: dict[str, Workload] = {
                 " offered (sent and echoed uncompressed); run it by name"
             ),
             deflate=False,
+        ),
+        Workload(
+            "asgi_echo_small",
+            ECHO,
+            "echo_small through a raw ASGI echo app (xyra: its native API, the reference)",
+            connections=100,
+            window=16,
+            size=32,
+            asgi=True,
+            peers=("xyra", *ASGI_SERVERS),
+        ),
+        Workload(
+            "asgi_echo_starlette",
+            ECHO,
+            "echo_small through the same echo in a few lines of Starlette WebSocket code",
+            connections=100,
+            window=16,
+            size=32,
+            route="/starlette",
+            asgi=True,
+            peers=ASGI_SERVERS,
+        ),
+        Workload(
+            "asgi_http_hello",
+            HTTP,
+            "keep-alive GETs of a raw ASGI hello world, 100 connections (wrk)"
+            " (xyra: a native HTTP route, the reference)",
+            connections=100,
+            unit="req/s",
+            route="/hello",
+            asgi=True,
+            peers=("xyra", *ASGI_SERVERS),
+        ),
+        Workload(
+            "asgi_http_starlette",
+            HTTP,
+            "keep-alive GETs of a Starlette PlainTextResponse hello world, 100 connections (wrk)",
+            connections=100,
+            unit="req/s",
+            route="/starlette/hello",
+            asgi=True,
+            peers=ASGI_SERVERS,
         ),
         Workload(
             "echo_deep",

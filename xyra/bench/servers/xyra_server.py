@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from xyra import App, WebSocket
+from xyra import App, Response, WebSocket
 from xyra.bench.servers.common import HOST, MAX_PAYLOAD, port_from_argv, topic_of
 
 LIMITS: dict[str, Any] = {"max_payload_length": MAX_PAYLOAD, "max_backpressure": MAX_PAYLOAD}
@@ -47,6 +47,8 @@ def build_app() -> App:
         **LIMITS,
     )
     app.websocket("/echo_deflate", {"message": echo_compressed}, compression="dedicated", **LIMITS)
+    # asgi_http_hello's reference: the same hello world on Xyra's own HTTP routes.
+    app.get("/hello", lambda: Response(b"Hello, world!", content_type="text/plain"))
     return app
 
 
