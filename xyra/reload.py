@@ -15,6 +15,7 @@ exclude that names an existing directory excludes everything under it.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -100,6 +101,10 @@ def run(args: Any) -> int:
         names = sorted({Path(path).name for _, path in changes})
         print(f"xyra: --reload: {', '.join(names)} changed; restarting", file=sys.stderr)
 
+    # A cached .pyc is trusted when the source's size and mtime (in whole seconds) match:
+    # an edit of the same size within a second would be missed. The server processes
+    # write none, so each one compiles what changed.
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     try:
         run_process(
             *dirs,
