@@ -171,7 +171,7 @@ def render(view: View, target: str, top: int = 8) -> RenderableType:
         "[b]messages/s[/b]",
         f"in {_num(view.rate('xyra_messages_received_total'))}",
         f"out {_num(view.rate('xyra_messages_sent_total'))}",
-        f"pub/s {_num(view.rate('xyra_publishes_total'))}",
+        f"pub/s {_num(view.rate('xyra_publishes_total', origin='local'))}",
         f"deliv/s {_num(view.rate('xyra_deliveries_total'))}",
     )
     summary.add_row(
