@@ -152,4 +152,9 @@ class WorkerStats:
             snapshots = [own]
         finally:
             self.waiting.pop(qid, None)
-        return sorted(snapshots, key=lambda s: int(s.get("worker", 0)))
+        # One snapshot per worker index: while a rolling restart replaces a worker, the new
+        # one and the old one share an index for a moment (this one's own snapshot wins).
+        by_worker: dict[int, dict[str, Any]] = {int(own.get("worker", 0)): own}
+        for snapshot in snapshots:
+            by_worker.setdefault(int(snapshot.get("worker", 0)), snapshot)
+        return [by_worker[w] for w in sorted(by_worker)]

@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from xyra import App
 from xyra.metrics import install
+from xyra.statsgather import CTRL_MAX, SupervisorStats, WorkerStats
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -204,3 +205,38 @@ async def test_a_scrape_of_any_worker_returns_every_worker(tmp_path: Path) -> No
             proc.kill()
             _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+
+
+async def test_gathering_through_the_supervisor_keeps_one_snapshot_per_worker() -> None:
+    """statsgather over real Unix socket pairs, the supervisor's side driven by the loop:
+    a worker being replaced shares its index with its replacement for a moment."""
+    loop = asyncio.get_running_loop()
+    supervisor = SupervisorStats()
+    workers: dict[int, tuple[socket.socket, socket.socket, WorkerStats]] = {}
+    for pid, index in ((100, 0), (101, 1), (102, 1), (103, 2)):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setblocking(False)
+        theirs.setblocking(False)
+        stats = WorkerStats(mine, lambda top, pid=pid, index=index: {"worker": index, "pid": pid})
+        workers[pid] = (mine, theirs, stats)
+        if pid != 103:  # worker 103 never answers
+            loop.add_reader(mine, lambda s=stats, m=mine: s.on_message(m.recv(CTRL_MAX)))
+
+        def on_supervisor(pid: int = pid, end: socket.socket = theirs) -> None:
+            others = [(p, w[1]) for p, w in workers.items()]
+            supervisor.on_message(end, pid, end.recv(CTRL_MAX), others)
+
+        loop.add_reader(theirs, on_supervisor)
+    try:
+        asked = asyncio.ensure_future(workers[101][2].gather(5, TIMEOUT))
+        await wait_for_condition(lambda: supervisor.next_deadline() is not None)
+        assert not asked.done()  # worker 103 has not answered
+        supervisor.timers(supervisor.next_deadline() or 0.0)  # its time is up
+        snapshots = await asyncio.wait_for(asked, TIMEOUT)
+    finally:
+        for mine, theirs, _ in workers.values():
+            loop.remove_reader(mine)
+            loop.remove_reader(theirs)
+            mine.close()
+            theirs.close()
+    assert snapshots == [{"worker": 0, "pid": 100}, {"worker": 1, "pid": 101}]
