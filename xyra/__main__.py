@@ -198,8 +198,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(args_list[1:])
     if args_list and args_list[0] == "top":
-        from xyra.top import main as top_main
-
+        try:
+            from xyra.top import main as top_main
+        except ImportError as exc:
+            print(
+                f'xyra top needs rich and prometheus_client ({exc}): pip install "xyra[top]"',
+                file=sys.stderr,
+            )
+            return 1
         return top_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)

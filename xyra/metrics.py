@@ -22,7 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry
+except ImportError as exc:  # pragma: no cover - the extra is not installed
+    raise ImportError(
+        f'xyra.metrics needs prometheus_client ({exc}): pip install "xyra[metrics]"'
+    ) from exc
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
