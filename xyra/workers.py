@@ -603,6 +603,7 @@ def _worker_main(
 
     app.worker_id = slot
     log.addFilter(_WorkerTag(slot))
+    logging.getLogger("xyra.access").addFilter(_WorkerTag(slot))  # a logger's filter is its own
     loop = new_event_loop()  # after the fork: a loop is never shared between processes
     asyncio.set_event_loop(loop)
     try:
