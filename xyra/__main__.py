@@ -7,6 +7,9 @@
   backplane=URL)`` until SIGINT/SIGTERM (docs/scaling.md). ``app`` is a Xyra App or any
   ASGI 3 application (FastAPI, Starlette, ...), served whole on an App that mounts it,
   with uvicorn's options (docs/asgi.md).
+  ``--reload`` restarts it when a source file changes (development only, ``xyra.reload``);
+  ``--no-access-log`` turns off the access log (``xyra.accesslog``).
+* ``xyra top HOST:PORT``: a live dashboard of a server's metrics (``xyra.top``).
 * ``xyra bench ...``: the throughput benchmark (``xyra.bench``).
 * ``xyra --version``.
 """
@@ -142,9 +145,62 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the embedded relay between the workers of this machine)",
     )
     _asgi_options(run)
-    # Listed for --help; the arguments go to xyra.bench untouched (see main).
+    _observability_options(run)
+    # Listed for --help; the arguments go to xyra.bench and xyra.top untouched (see main).
     sub.add_parser("bench", help="throughput benchmark (xyra bench --help)", add_help=False)
+    sub.add_parser(
+        "top", help="live dashboard of a server: xyra top HOST:PORT (--help)", add_help=False
+    )
     return parser
+
+
+# -- observability and development options of `xyra run` (docs/observability.md) -----------------
+
+
+def _observability_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="do not log each handshake on the xyra.access logger",
+    )
+    run.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a source file changes (development only; needs watchfiles)",
+    )
+    run.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="directory to watch with --reload (repeatable; default: --app-dir)",
+    )
+    run.add_argument(
+        "--reload-include",
+        action="append",
+        metavar="GLOB",
+        help="file pattern that restarts with --reload (repeatable; default '*.py')",
+    )
+    run.add_argument(
+        "--reload-exclude",
+        action="append",
+        metavar="GLOB",
+        help="file pattern (or directory) ignored by --reload (repeatable; "
+        "default '.*', '.py[cod]', '.sw.*', '~*')",
+    )
+
+
+def _reload_error(args: argparse.Namespace) -> str | None:
+    """Why these ``run`` options cannot go together, or None."""
+    if not args.reload:
+        if args.reload_dir or args.reload_include or args.reload_exclude:
+            return "--reload-dir, --reload-include and --reload-exclude need --reload"
+        return None
+    if args.workers > 1:
+        return (
+            f"--reload runs one server process, so it cannot be combined with --workers "
+            f"{args.workers}: --reload is for development; use --workers in production"
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,11 +210,29 @@ def main(argv: list[str] | None = None) -> int:
         from xyra.bench import main as bench_main
 
         return bench_main(args_list[1:])
+    if args_list and args_list[0] == "top":
+        try:
+            from xyra.top import main as top_main
+        except ImportError as exc:
+            print(
+                f'xyra top needs rich and prometheus_client ({exc}): pip install "xyra[top]"',
+                file=sys.stderr,
+            )
+            return 1
+        return top_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    error = _reload_error(args)
+    if error is not None:
+        print(f"xyra run: error: {error}", file=sys.stderr)
+        return 2
+    if args.reload:
+        from xyra.reload import run as run_reloading
+
+        return run_reloading(args)
     try:
         loaded = load_app(args.app, args.app_dir, args.factory)
         app = _serving_app(loaded, args)
@@ -173,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         backplane=args.backplane,
         certfile=args.ssl_certfile,
         keyfile=args.ssl_keyfile,
+        access_log=not args.no_access_log,
     )
     return 0
 

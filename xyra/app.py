@@ -13,7 +13,7 @@ import logging
 import os
 import ssl as _ssl
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from xyra._core.connection import RouteConfig
@@ -30,6 +30,7 @@ from xyra.router import HTTPResult, Router, check_methods
 from xyra.routes import Handlers, handler_set, route_config
 from xyra.server import Server, install_signal_handlers, new_event_loop
 from xyra.static import Mount, StaticFiles, client_js_handler
+from xyra.stats import TOP_TOPICS, snapshot
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -86,6 +87,8 @@ class App:
         self.worker_id = 0
         """Which worker this process is: 0 to N-1 under ``workers=N``, else 0."""
         self._backplane_hooks: list[Callable[[BackplaneEvent], Any]] = []
+        # Set in a worker by xyra.workers: asks the supervisor for every worker's stats.
+        self._gather_stats: Callable[[int, float], Awaitable[list[dict[str, Any]]]] | None = None
 
     # The limits as they were given (read-only: they are part of every ServerConfig).
     @property
@@ -112,7 +115,9 @@ class App:
     def max_connections_per_ip(self) -> int:
         return self.limits.max_connections_per_ip
 
-    def config(self, backplane: str | Backplane | None = None) -> ServerConfig:
+    def config(
+        self, backplane: str | Backplane | None = None, access_log: bool = False
+    ) -> ServerConfig:
         """A frozen snapshot of everything a server of this app needs."""
         return ServerConfig(
             # ASGI mounts' routes are marked as fallbacks: the core tries them last.
@@ -124,6 +129,7 @@ class App:
             shutdown=tuple(self._shutdown),
             backplane=backplane,
             on_backplane=self._backplane_event,
+            access_log=access_log,
         )
 
     # -- WebSocket routes -----------------------------------------------------------------
@@ -448,6 +454,30 @@ class App:
                 return server.backplane.stats()
         return None
 
+    # -- live stats -----------------------------------------------------------------------
+
+    def stats(self, *, top_topics: int = TOP_TOPICS) -> dict[str, Any]:
+        """A snapshot of this worker's live stats: a plain dict (docs/observability.md).
+
+        Counters since the server started (every server of this app in this process,
+        summed), gauges as of now, and the ``top_topics`` busiest topics. The schema is
+        stable; its version is the ``schema`` key. Call it on the server's loop.
+        """
+        return snapshot(self._live_servers(), self.worker_id, top_topics)
+
+    async def cluster_stats(
+        self, *, top_topics: int = TOP_TOPICS, timeout: float = 2.0
+    ) -> list[dict[str, Any]]:
+        """Every worker's ``stats()`` snapshot, ordered by ``worker`` (on the loop).
+
+        Under ``--workers N`` the worker asks the others through the supervisor (the
+        workers of this machine only, whatever the backplane); a worker that does not
+        answer within ``timeout`` seconds is left out. With one process: ``[stats()]``.
+        """
+        if self._gather_stats is not None:
+            return await self._gather_stats(top_topics, timeout)
+        return [self.stats(top_topics=top_topics)]
+
     def _backplane_event(self, event: BackplaneEvent) -> None:
         for hook in self._backplane_hooks:
             result = hook(event)
@@ -476,6 +506,7 @@ class App:
         host: str | None = "127.0.0.1",
         *,
         backplane: str | Backplane | None = None,
+        access_log: bool = False,
         **kwargs: Any,
     ) -> Server:
         """Serve on the running loop; returns the ``Server`` (``.port``, ``await .stop()``).
@@ -483,9 +514,11 @@ class App:
         ``port`` and ``host`` are None when a listening socket is given as ``sock=``.
 
         ``backplane`` (a ``redis://`` URL or a ``Backplane``) links this server's pub/sub
-        with other processes; ``kwargs`` go to the loop's ``create_server``.
+        with other processes. ``access_log=True`` logs each handshake on the
+        ``xyra.access`` logger (``xyra.accesslog``). ``kwargs`` go to the loop's
+        ``create_server``.
         """
-        server = Server(self.config(backplane), asyncio.get_running_loop())
+        server = Server(self.config(backplane, access_log), asyncio.get_running_loop())
         self._servers.add(server)
         try:
             await server.start(host, port, **kwargs)
@@ -504,6 +537,7 @@ class App:
         keyfile: str | None = None,
         workers: int = 1,
         backplane: str | Backplane | None = None,
+        access_log: bool = False,
         **kwargs: Any,
     ) -> None:
         """Serve on uvloop until SIGINT or SIGTERM, then shut down gracefully and return.
@@ -512,6 +546,8 @@ class App:
         ``workers=N`` (N > 1) forks N worker processes under a supervisor
         (``xyra.workers``), linked by the embedded relay; ``backplane="redis://..."``
         links every worker of every machine through Redis instead (docs/scaling.md).
+        ``access_log=True`` logs each handshake on ``xyra.access`` (``xyra run`` turns
+        it on).
         If the address cannot be bound (e.g. the port is in use), prints one line to
         stderr and exits with status 1 (the traceback is logged at debug level).
         """
@@ -521,6 +557,8 @@ class App:
             kwargs["ssl"] = context
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        if access_log:
+            kwargs["access_log"] = True  # to start(), in this process or in each worker
         try:
             if workers > 1:
                 from xyra.workers import run_workers

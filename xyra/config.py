@@ -120,6 +120,8 @@ class ServerConfig:
     backplane: str | Backplane | None = None
     #: Told when the backplane link goes down or comes back (the app's hooks).
     on_backplane: Callable[[BackplaneEvent], None] | None = None
+    #: Log every handshake on the ``xyra.access`` logger (``xyra.accesslog``).
+    access_log: bool = False
 
     @property
     def tick_interval(self) -> float:

@@ -8,9 +8,11 @@ import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
+from xyra import accesslog
 from xyra._core.connection import RouteConfig
 from xyra._core.protocol import PlainServerProtocol, ServerContext, ServerProtocol, tune_malloc
 from xyra._core.pubsub import Hub
@@ -20,6 +22,9 @@ from xyra.config import Hook, ServerConfig
 from xyra.errors import ListenError
 
 log = logging.getLogger("xyra")
+
+#: How often the loop-lag probe is due (seconds): how late it runs is the loop's lag.
+LAG_INTERVAL = 0.1
 
 
 async def run_hooks(hooks: Iterable[Hook]) -> None:
@@ -45,6 +50,10 @@ class Server:
         self.backplane: Backplane | None = None
         self.host = ""
         self.port = 0
+        #: When it started serving (``time.time()``), for the stats' uptime; 0 before.
+        self.started_at = 0.0
+        self._lag_handle: asyncio.TimerHandle | None = None
+        self._lag_due = 0.0
 
     def add_route(self, route: RouteConfig) -> None:
         """Serve a WebSocket route added while the server runs.
@@ -114,7 +123,10 @@ class Server:
         self._server = listener
         sockname = listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
+        self.started_at = time.time()
         self._tick()
+        self._lag_due = time.monotonic()
+        self._probe_lag()
         log.info("xyra: listening on %s:%d", self.host, self.port)
 
     async def _start_backplane(self, spec: str | Backplane) -> None:
@@ -130,8 +142,19 @@ class Server:
             await backplane.stop()
 
     def _tick(self) -> None:
+        # The access log's flag is cached in the core (one C test per handshake) and
+        # follows the logger's level from here.
+        self.context.access_log = self.config.access_log and accesslog.enabled()
         self.context.tick(self.loop.time())
         self._tick_handle = self.loop.call_later(self.config.tick_interval, self._tick)
+
+    def _probe_lag(self) -> None:
+        # A timer due every LAG_INTERVAL: how late it runs is how long the loop was busy
+        # (a blocking handler, a long burst). One sample per run, into a C histogram.
+        now = time.monotonic()
+        self.hub.record_lag(now - self._lag_due)
+        self._lag_due = now + LAG_INTERVAL
+        self._lag_handle = self.loop.call_later(LAG_INTERVAL, self._probe_lag)
 
     @property
     def connections(self) -> int:
@@ -162,6 +185,8 @@ class Server:
             await asyncio.sleep(0)
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self._lag_handle is not None:
+            self._lag_handle.cancel()
         await server.wait_closed()
         self.stopped = True
         await run_hooks(self.config.shutdown)

@@ -28,6 +28,7 @@ Redis itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from xyra.backplane import Backplane
 from xyra.errors import ListenError
+from xyra.statsgather import CTRL_MAX, SupervisorStats, WorkerStats
 
 if TYPE_CHECKING:
     from xyra.app import App
@@ -135,6 +137,7 @@ class Supervisor:
         self.sock: socket.socket | None = None  # the reservation or the shared listener
         self.addr: tuple[int, Any] = (socket.AF_INET, (host, port))
         self.wake_r = self.wake_w = -1
+        self.stats = SupervisorStats()  # gathers every worker's live stats for a scrape
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -222,6 +225,9 @@ class Supervisor:
             deadlines.append(self.rolling_deadline)
         if self.stop_deadline:
             deadlines.append(self.stop_deadline)
+        stats_due = self.stats.next_deadline()
+        if stats_due is not None:
+            deadlines.append(stats_due)
         timeout = min([1.0, *(d - now for d in deadlines)])
         readers: list[Any] = [self.wake_r]
         readers += [w.ctrl for w in self.workers.values() if w.ctrl_open]
@@ -257,6 +263,10 @@ class Supervisor:
 
     def _spawn(self, slot: int, inherit: socket.socket | None = None) -> _Worker:
         ctrl, child_ctrl = socket.socketpair(socket.AF_UNIX, _CTRL_TYPE)
+        if not LINUX:  # a datagram's size is bounded by the send buffer (stats answers)
+            for end in (ctrl, child_ctrl):
+                with contextlib.suppress(OSError):
+                    end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CTRL_MAX)
         peer_id = next(self.ids)
         pairs: list[tuple[_Worker, socket.socket, socket.socket]] = []
         if self.relay:
@@ -331,7 +341,7 @@ class Supervisor:
 
     def _on_ctrl(self, worker: _Worker) -> None:
         try:
-            msg, fds, _, _ = socket.recv_fds(worker.ctrl, 256, 2)
+            msg, fds, _, _ = socket.recv_fds(worker.ctrl, CTRL_MAX, 2)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -341,6 +351,9 @@ class Supervisor:
             for fd in fds:
                 os.close(fd)
             return
+        if msg.startswith(b"stats"):  # live stats for a scrape (xyra.statsgather)
+            serving = [(w.pid, w.ctrl) for w in self.slots.values() if w.ctrl_open]
+            self.stats.on_message(worker.ctrl, worker.pid, msg, serving)
         if msg != b"ready":
             for fd in fds:
                 os.close(fd)
@@ -384,6 +397,7 @@ class Supervisor:
                 continue
             worker.ctrl.close()
             self.ready_deadline.pop(worker, None)
+            self.stats.worker_gone(pid)
             self._exited(worker, os.waitstatus_to_exitcode(status))
 
     def _exited(self, worker: _Worker, code: int) -> None:
@@ -448,6 +462,7 @@ class Supervisor:
 
     def _timers(self) -> None:
         now = time.monotonic()
+        self.stats.timers(now)
         for slot, due in list(self.respawn_at.items()):
             if due <= now and not self.stopping:
                 del self.respawn_at[slot]
@@ -588,6 +603,7 @@ def _worker_main(
 
     app.worker_id = slot
     log.addFilter(_WorkerTag(slot))
+    logging.getLogger("xyra.access").addFilter(_WorkerTag(slot))  # a logger's filter is its own
     loop = new_event_loop()  # after the fork: a loop is never shared between processes
     asyncio.set_event_loop(loop)
     try:
@@ -637,10 +653,12 @@ async def _serve(
     supervisor = os.getppid()
     relay = RelayBackplane(peers) if backplane is None else None
     linking: set[asyncio.Task[None]] = set()
+    stats = WorkerStats(ctrl, lambda top: app.stats(top_topics=top))
+    app._gather_stats = stats.gather
 
     def on_ctrl() -> None:
         try:
-            msg, fds, _, _ = socket.recv_fds(ctrl, 256, 2)
+            msg, fds, _, _ = socket.recv_fds(ctrl, CTRL_MAX, 2)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -649,7 +667,9 @@ async def _serve(
             loop.remove_reader(ctrl.fileno())
             stop.set()
             return
-        parts = msg.split()
+        if msg.startswith(b"stats"):
+            stats.on_message(msg)
+        parts = msg.split(maxsplit=4)
         if parts[0] == b"peer" and relay is not None and fds:
             sock = socket.socket(fileno=fds[0])
             label = f"worker {int(parts[2])} (pid {int(parts[3])})"

@@ -5,6 +5,7 @@
 from xyra._core.frames cimport Parser
 from xyra._core.deflate cimport Deflater, Inflater
 from xyra._core.debug cimport XYRA_DEBUG
+from xyra._core.stats cimport XyraStats
 
 cdef enum ConnState:
     OPEN = 1
@@ -29,6 +30,9 @@ cdef class EndpointConfig:
     cdef public bint close_on_backpressure_limit
     cdef public int compression              # 0 off, 1 shared, 2 dedicated
     cdef public Py_ssize_t compression_threshold
+    # live stats of the route (docs/observability.md), kept by the Hub: open now, and ever
+    cdef readonly Py_ssize_t connections
+    cdef readonly unsigned long long accepted
 
 
 cdef class Endpoint
@@ -44,6 +48,7 @@ cdef class Outbox:
     cdef object call_soon            # schedules the one flush of an iteration
     cdef object _flush_cb
     cdef dict _shared_deflaters      # window bits -> no-context Deflater
+    cdef XyraStats stats             # the server's counters (stats.pxd): plain C adds
     cdef double clock(self) noexcept
     cdef Deflater shared_deflater(self, int window_bits)
     cdef int schedule_flush(self, Endpoint ep) except -1
@@ -123,7 +128,7 @@ cdef class Endpoint(Parser):
     cdef int _append_out(self, const unsigned char* data, Py_ssize_t n) except -1
     cdef int _seal(self) except -1
     cdef int _control(self, int opcode, bytes payload) except -1
-    cdef object _over_limit(self)
+    cdef object _over_limit(self, Py_ssize_t nbytes)
     cdef int _check_cork(self) except -1
 
     # hooks for the layer above (the WebSocket): what the peer did, and when

@@ -11,6 +11,11 @@ from typing import Any
 from xyra._core.frames import Parser
 from xyra.enums import SendStatus
 
+LAG_BUCKETS: tuple[float, ...]
+"""The loop-lag histogram's upper bounds in seconds (Prometheus ``le``)."""
+CLOSE_CODES: tuple[str, ...]
+"""The close codes counted one by one ("other" for the rest)."""
+
 def live_objects() -> dict[str, int]:
     """Endpoints (WebSockets) and Extras alive now; always zeros in a release build."""
 
@@ -36,6 +41,12 @@ class EndpointConfig:
     compression: int
     """0 off, 1 shared, 2 dedicated."""
     compression_threshold: int
+    @property
+    def connections(self) -> int:
+        """Live stats: open connections of this route now."""
+    @property
+    def accepted(self) -> int:
+        """Live stats: connections this route accepted so far."""
     def __init__(self) -> None: ...
 
 class Outbox:
@@ -50,6 +61,10 @@ class Outbox:
     ) -> None: ...
     def flush_all(self) -> None:
         """Write every corked connection once: runs once per loop iteration at most."""
+    def record_lag(self, seconds: float) -> None:
+        """One sample of the event loop's lag: how late a periodic timer fired."""
+    def counters(self) -> dict[str, Any]:
+        """The counters as plain Python values (a new dict; see xyra/stats.py)."""
 
 class Extras:
     """The per-connection state few connections need, created on first use."""

@@ -26,6 +26,10 @@ from xyra._core.frames cimport (
     OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, XYRA_UTF8_ACCEPT, write_header,
     xyra_utf8_feed,
 )
+from xyra._core.stats cimport (
+    CLOSE_SLOTS, LAG_BOUNDS, LAG_WINDOW, REFUSED_MIN, REFUSED_SLOTS, XyraStats, close_slot,
+    frame_payload, u64,
+)
 
 from xyra.enums import OpCode, SendStatus
 
@@ -36,6 +40,13 @@ cdef tuple OPCODES = tuple(OpCode(i) if i in (0, 1, 2, 8, 9, 10) else None for i
 cdef object SUCCESS = SendStatus.SUCCESS
 cdef object BACKPRESSURE = SendStatus.BACKPRESSURE
 cdef object DROPPED = SendStatus.DROPPED
+
+# The loop-lag histogram's upper bounds in seconds (Prometheus `le`), LAG_BOUNDS of them.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+cdef double LAG_BOUNDS_S[LAG_BOUNDS]
+for _i, _b in enumerate(LAG_BUCKETS):
+    LAG_BOUNDS_S[_i] = _b
+CLOSE_CODES = ("1000", "1001", "1006", "1008", "1009", "1011", "other")
 
 # Live objects (debug builds only; the tests check they return to zero).
 cdef Py_ssize_t _live_endpoints = 0
@@ -182,6 +193,82 @@ cdef class Outbox:
                 self.log.exception("xyra: flushing a connection failed")
                 ep.transport.abort()
 
+    # -- live stats (stats.pxd; the schema is built by xyra/stats.py) -----------------------
+
+    def record_lag(self, double seconds):
+        """One sample of the event loop's lag: how late a periodic timer fired."""
+        cdef XyraStats* s = &self.stats
+        cdef int i = 0
+        if seconds < 0:
+            seconds = 0
+        while i < LAG_BOUNDS and seconds > LAG_BOUNDS_S[i]:
+            i += 1
+        s.lag_counts[i] += 1
+        s.lag_window[s.lag_count % LAG_WINDOW] = seconds
+        s.lag_count += 1
+        s.lag_sum += seconds
+        if seconds > s.lag_max:
+            s.lag_max = seconds
+
+    def counters(self) -> dict:
+        """The counters as plain Python values (a new dict; see xyra/stats.py)."""
+        cdef XyraStats* s = &self.stats
+        cdef Py_ssize_t i
+        refused = {}
+        for i in range(REFUSED_SLOTS - 1):
+            if s.handshakes_refused[i]:
+                refused[str(REFUSED_MIN + i)] = s.handshakes_refused[i]
+        if s.handshakes_refused[REFUSED_SLOTS - 1]:
+            refused["other"] = s.handshakes_refused[REFUSED_SLOTS - 1]
+        closes = {}
+        for i in range(CLOSE_SLOTS):
+            closes[CLOSE_CODES[i]] = s.closes[i]
+        cdef Py_ssize_t kept = <Py_ssize_t>min(s.lag_count, <u64>LAG_WINDOW)
+        recent = []
+        for i in range(kept):
+            recent.append(s.lag_window[i])
+        return {
+            "handshakes": {
+                "accepted": s.handshakes_accepted,
+                "refused": refused,
+                "timed_out": s.handshake_timeouts,
+            },
+            "closes": closes,
+            "messages": {
+                "received": {"text": s.messages_in[OP_TEXT], "binary": s.messages_in[OP_BINARY]},
+                "sent": {"text": s.messages_out[OP_TEXT], "binary": s.messages_out[OP_BINARY]},
+            },
+            "bytes": {
+                "received": {"text": s.bytes_in[OP_TEXT], "binary": s.bytes_in[OP_BINARY]},
+                "sent": {"text": s.bytes_out[OP_TEXT], "binary": s.bytes_out[OP_BINARY]},
+            },
+            "backpressure": {
+                "dropped_messages": s.dropped_messages,
+                "dropped_bytes": s.dropped_bytes,
+                "closed_connections": s.backpressure_closed,
+            },
+            "compression": {
+                "deflate_in_bytes": s.deflate_in,
+                "deflate_out_bytes": s.deflate_out,
+                "inflate_in_bytes": s.inflate_in,
+                "inflate_out_bytes": s.inflate_out,
+            },
+            "pubsub": {
+                "publishes": s.publishes,
+                "publishes_backplane": s.publishes_remote,
+                "deliveries": s.deliveries,
+                "subscriptions": s.subscriptions,
+            },
+            "rate_limit": {"dropped": s.rate_dropped, "closed": s.rate_closed},
+            "loop_lag": {
+                "counts": [s.lag_counts[i] for i in range(LAG_BOUNDS + 1)],
+                "count": s.lag_count,
+                "sum": s.lag_sum,
+                "max": s.lag_max,
+                "recent": recent,
+            },
+        }
+
 
 cdef class Extras:
     """The per-connection state few connections need (see endpoint.pxd)."""
@@ -288,6 +375,7 @@ cdef class Endpoint(Parser):
         self.release_buffers()
         self.chunks = None
         self.out_len = self.queued = 0
+        self.hub.stats.closes[close_slot(self.report_code)] += 1  # live stats
         return self.ended()
 
     cdef int on_pause_writing(self) except -1:
@@ -331,12 +419,19 @@ cdef class Endpoint(Parser):
                         bint compressed, object owner) except -1:
         cdef object msg
         cdef int rc
+        cdef XyraStats* stats
         if self.state != OPEN:
             return 0            # data after a close is ignored (RFC 6455 5.5.1)
+        # Live stats: one C add each, on the counters the hub embeds (stats.pxd).
+        stats = &self.hub.stats
+        stats.messages_in[opcode & 15] += 1
+        stats.bytes_in[opcode & 15] += length
         if (self.route.max_messages_per_second > 0 or self.route.max_bytes_per_second > 0) \
                 and self.over_rate(length):
             if self.route.rate_limit_close:
+                stats.rate_closed += 1
                 return self.fail(1008, "message rate limit exceeded")
+            stats.rate_dropped += 1
             return 0
         if compressed:
             # Inflate in bounded steps: max_payload_length caps the decompressed size.
@@ -345,6 +440,8 @@ cdef class Endpoint(Parser):
                 return self.fail(rc, "compressed message over the size limit" if rc == 1009
                                  else "invalid compressed data")
             raw = self.extras.inflater.take_result()
+            stats.inflate_in += length
+            stats.inflate_out += PyBytes_GET_SIZE(raw)
             if opcode == OP_TEXT and PyBytes_GET_SIZE(raw) and xyra_utf8_feed(
                     XYRA_UTF8_ACCEPT, <const unsigned char*>PyBytes_AS_STRING(raw),
                     PyBytes_GET_SIZE(raw)) != XYRA_UTF8_ACCEPT:
@@ -510,6 +607,8 @@ cdef class Endpoint(Parser):
             deflater = self.compressor()
             packed = deflater.compress(data, length, True)
             if packed is not None:
+                self.hub.stats.deflate_in += length
+                self.hub.stats.deflate_out += PyBytes_GET_SIZE(packed)
                 return self.send_frame(opcode, <const unsigned char*>PyBytes_AS_STRING(packed),
                                        PyBytes_GET_SIZE(packed), packed, True)
         return self.send_frame(opcode, data, length, owner, False)
@@ -519,11 +618,12 @@ cdef class Endpoint(Parser):
         """Queue one data frame; ``owner`` is an immutable bytes holding ``data``, or None."""
         cdef unsigned char hdr[10]
         cdef Py_ssize_t hl, before
+        cdef XyraStats* stats
         if self.state != OPEN:
             return DROPPED
         before = self.queued + self.transport_pending
         if before >= self.route.max_backpressure:
-            return self._over_limit()
+            return self._over_limit(length)
         hl = write_header(hdr, opcode, length, True, rsv1)
         if length >= LARGE and owner is not None:
             self._seal()
@@ -537,6 +637,9 @@ cdef class Endpoint(Parser):
                 memcpy(self.out + self.out_len + hl, data, length)
             self.out_len += hl + length
             self.queued += hl + length
+        stats = &self.hub.stats  # live stats (a publish counts its deliveries itself)
+        stats.messages_out[opcode & 15] += 1
+        stats.bytes_out[opcode & 15] += length
         if not self.dirty and not self.in_read:
             self.hub.schedule_flush(self)
         if before + hl + length > self.route.max_backpressure:
@@ -552,7 +655,7 @@ cdef class Endpoint(Parser):
             return 0
         before = self.queued + self.transport_pending
         if before >= self.route.max_backpressure:
-            self._over_limit()
+            self._over_limit(frame_payload(frame, length))
             return 0
         if length >= SHARE_FRAME:
             # The publish's one immutable frame goes out by reference: no copy per
@@ -568,11 +671,15 @@ cdef class Endpoint(Parser):
             self.hub.schedule_flush(self)
         return 1
 
-    cdef object _over_limit(self):
+    cdef object _over_limit(self, Py_ssize_t nbytes):
+        """A message of ``nbytes`` (payload) is dropped: the queue is over max_backpressure."""
         cdef Extras x = self.more()
         x.dropped += 1
+        self.hub.stats.dropped_messages += 1
+        self.hub.stats.dropped_bytes += nbytes
         self.congested = True
         if self.route.close_on_backpressure_limit:
+            self.hub.stats.backpressure_closed += 1
             self.hub.log.info("xyra: terminating %s: over max_backpressure", self._peer())
             self.state = CLOSED
             self.transport.abort()

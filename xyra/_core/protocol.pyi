@@ -54,6 +54,8 @@ class ServerContext:
     request_class: Any
     response_class: Any
     scheme: str
+    access_log: bool
+    """Log each handshake to ``xyra.access`` (a flag the server refreshes every tick)."""
     def __init__(self, hub: Hub, config: Any) -> None:
         """``config``: the facade's ``xyra.config.ServerConfig``."""
     def add_route(self, route: RouteConfig) -> None:

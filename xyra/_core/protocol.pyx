@@ -11,6 +11,7 @@ periodic tick per server, not one timer per connection.
 
 from collections import deque
 from inspect import isawaitable
+from time import monotonic
 
 import httptools
 
@@ -21,7 +22,9 @@ from xyra._core.debug cimport XYRA_DEBUG
 from xyra._core.endpoint cimport OPEN
 from xyra._core.frames cimport shared_ptr, shared_view
 from xyra._core.pubsub cimport Hub
+from xyra._core.stats cimport refused_slot
 
+from xyra import accesslog
 from xyra.handshake import (
     Rejection, check_origin, header_tokens, http_response, process_request,
 )
@@ -88,6 +91,7 @@ cdef class ServerContext:
     cdef public object request_class
     cdef public object response_class
     cdef public str scheme
+    cdef public bint access_log        # log each handshake to xyra.access (a cached flag)
 
     def __init__(self, Hub hub, config):
         limits = config.limits
@@ -108,6 +112,7 @@ cdef class ServerContext:
         self.request_class = config.request_class
         self.response_class = config.response_class
         self.scheme = "http"
+        self.access_log = config.access_log and accesslog.enabled()
         for route in config.routes:
             self.add_route(route)
 
@@ -219,6 +224,7 @@ cdef class ServerProtocol:
     cdef bint pipeline_paused          # reading paused: a request waits behind a streamed one
     cdef bint plain_upgrade            # an Upgrade no WebSocket route has: plain HTTP, then close
     cdef public object stream_info     # the stream factory's per-connection cache
+    cdef double started                # when the connection came (only for the access log)
 
     def __cinit__(self):
         global _live_http
@@ -240,6 +246,8 @@ cdef class ServerProtocol:
         cdef Hub hub = ctx.hub
         self.transport = transport
         hub.handshaking.add(self)
+        if ctx.access_log:
+            self.started = monotonic()
         if ctx.max_connections_per_ip:
             peer = self._peer()
             self.ip = peer[0] if isinstance(peer, tuple) else peer
@@ -557,10 +565,17 @@ cdef class ServerProtocol:
 
     cdef _reject(self, int status, str reason, list headers=None):
         self._finish_http()
+        self._refused(status)
         self.ctx.hub.log.info("xyra: refused %s from %s: %d %s", self._logged_path(),
                               self._peer(), status, reason)
         self.transport.write(http_response(status, reason + "\n", headers or ()))
         self.transport.close()
+
+    cdef _refused(self, int status):
+        """Live stats and the access log of a refused handshake."""
+        self.ctx.hub.stats.handshakes_refused[refused_slot(status)] += 1
+        if self.ctx.access_log:
+            accesslog.handshake(self._peer(), self.url, status, None, None, self.started)
 
     cdef object _peer(self):
         peer = self.transport.get_extra_info("peername")
@@ -649,6 +664,8 @@ cdef class ServerProtocol:
 
     cdef _send_and_close(self, bytes data):
         self._finish_http()
+        # An upgrade handler's refusal: the status is in the response's first line.
+        self._refused(int(data[9:12]) if data[9:12].isdigit() else 0)
         self.transport.write(data)
         self.transport.close()
 
@@ -664,6 +681,9 @@ cdef class ServerProtocol:
             self.ws = ws
             hub.handshaking.discard(self)
             hub.add_socket(ws)
+            if self.ctx.access_log:
+                accesslog.handshake(self._peer(), target, 101, result.subprotocol,
+                                    result.response, self.started)
             if self.ip is not None:
                 ws.wx().ip, self.ip = self.ip, None
             ws.feed_initial(<const unsigned char*>PyBytes_AS_STRING(leftover),
@@ -681,6 +701,7 @@ cdef class ServerProtocol:
             return self.ws.tick(now)
         if not self.done and not self.busy and now >= self.deadline:
             self._finish_http()
+            self.ctx.hub.stats.handshake_timeouts += 1  # live stats
             self.ctx.hub.log.info("xyra: closing %s: no complete request within %ss",
                                   self._peer(), self.ctx.handshake_timeout)
             self.transport.close()

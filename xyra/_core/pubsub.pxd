@@ -5,6 +5,8 @@ from xyra._core.endpoint cimport Endpoint, Outbox
 cdef class Topic:
     cdef readonly str name
     cdef dict subs                   # Endpoint -> None: an insertion-ordered set
+    # live stats: publishes that found this topic, and the deliveries they made
+    cdef readonly unsigned long long published, delivered
 
 
 cdef class Hub(Outbox):

@@ -13,6 +13,12 @@ class Topic:
 
     @property
     def name(self) -> str: ...
+    @property
+    def published(self) -> int:
+        """Live stats: publishes that found this topic."""
+    @property
+    def delivered(self) -> int:
+        """Live stats: the deliveries they made (one per subscriber reached)."""
     def __init__(self, name: str) -> None: ...
 
 class Hub(Outbox):
@@ -51,3 +57,8 @@ class Hub(Outbox):
         """How many local connections are subscribed to ``topic``."""
     def topic_names(self) -> list[str]:
         """The topics with at least one local subscriber."""
+    def topic_count(self) -> int:
+        """How many topics have a local subscriber."""
+    def top_topics(self, n: int) -> dict[str, tuple[int, int, int]]:
+        """Live stats of the busiest topics: the ``n`` with the most subscribers and the
+        ``n`` with the most deliveries, as ``{topic: (subscribers, publishes, deliveries)}``."""

@@ -18,12 +18,19 @@ subscriber, and forwards every local publish to it after local delivery; message
 elsewhere come back through ``publish_local``. Local delivery never waits on it.
 """
 
+from heapq import nlargest
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from xyra._core.debug cimport XYRA_DEBUG
 from xyra._core.endpoint cimport message_payload
 from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
+from xyra._core.stats cimport frame_payload, u64
+
+from xyra.enums import SendStatus
+
+cdef object DROPPED = SendStatus.DROPPED
 
 
 cdef class Topic:
@@ -55,6 +62,10 @@ cdef class Hub(Outbox):
     cdef int add_socket(self, Endpoint ep) except -1:
         ep.slot = len(self.sockets)
         self.sockets.append(ep)
+        # live stats: the 101 went out (the handshake was accepted)
+        self.stats.handshakes_accepted += 1
+        ep.route.connections += 1
+        ep.route.accepted += 1
         return 0
 
     cdef int remove_socket(self, Endpoint ep) except -1:
@@ -71,6 +82,7 @@ cdef class Hub(Outbox):
         last.slot = i
         self.sockets.pop()
         ep.slot = -1
+        ep.route.connections -= 1  # live stats
         if XYRA_DEBUG:
             self.check_slots()
         return 0
@@ -109,6 +121,7 @@ cdef class Hub(Outbox):
                 self.backplane.topic_added(topic)
         t.subs[ep] = None
         mine[topic] = t
+        self.stats.subscriptions += 1  # live stats
         return len(t.subs)
 
     cdef int unsubscribe(self, Endpoint ep, str topic) except -1:
@@ -141,6 +154,7 @@ cdef class Hub(Outbox):
 
     cdef int _remove(self, Endpoint ep, Topic t) except -1:
         del t.subs[ep]
+        self.stats.subscriptions -= 1  # live stats
         if not t.subs:
             del self.topics[t.name]
             if self.backplane is not None:
@@ -167,6 +181,7 @@ cdef class Hub(Outbox):
         if not self.on_loop_thread():
             self.loop.call_soon_threadsafe(self.publish, topic, message, op, compress, exclude)
             return 0
+        self.stats.publishes += 1  # live stats
         count = self.deliver_local(topic, <const unsigned char*>p, n, op, compress, exclude)
         if self.backplane is not None:
             self.backplane.forward(topic, message, op, compress)
@@ -184,6 +199,7 @@ cdef class Hub(Outbox):
         message = message_payload(message, opcode, &p, &n, &op)
         if op != OP_TEXT and op != OP_BINARY:
             raise ValueError("publish sends TEXT or BINARY messages")
+        self.stats.publishes_remote += 1  # live stats
         return self.deliver_local(topic, <const unsigned char*>p, n, op, compress, None)
 
     cdef int deliver_local(self, str topic, const unsigned char* p, Py_ssize_t n, int op,
@@ -196,14 +212,21 @@ cdef class Hub(Outbox):
         if t is None:
             return 0
         if compress:
-            return self._publish_compressed(t, op, p, n, exclude)
-        frame = make_frame(op, p, n, False)
-        fp = <const unsigned char*>PyBytes_AS_STRING(frame)
-        fl = PyBytes_GET_SIZE(frame)
-        for ep in t.subs:
-            if ep is exclude:
-                continue
-            count += (<Endpoint>ep).queue_frame(fp, fl, frame)
+            count = self._publish_compressed(t, op, p, n, exclude)
+        else:
+            frame = make_frame(op, p, n, False)
+            fp = <const unsigned char*>PyBytes_AS_STRING(frame)
+            fl = PyBytes_GET_SIZE(frame)
+            for ep in t.subs:
+                if ep is exclude:
+                    continue
+                count += (<Endpoint>ep).queue_frame(fp, fl, frame)
+            # live stats: what went out, counted once per publish, not per subscriber
+            self.stats.messages_out[op & 15] += count
+            self.stats.bytes_out[op & 15] += <u64>count * <u64>n
+        t.published += 1
+        t.delivered += count
+        self.stats.deliveries += count
         return count
 
     cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
@@ -218,6 +241,8 @@ cdef class Hub(Outbox):
         cdef bytes frame
         cdef object built
         cdef Endpoint w
+        cdef const unsigned char* fp
+        cdef Py_ssize_t fl
         cdef int count = 0
         for ep in t.subs:
             if ep is exclude:
@@ -225,8 +250,9 @@ cdef class Hub(Outbox):
             w = <Endpoint>ep
             if w.deflate_mode and n >= w.route.compression_threshold:
                 if w.deflate_mode == 2:
-                    w.send_message(op, p, n, None, True)
-                    count += 1
+                    # send_frame counts what it sends (live stats)
+                    if w.send_message(op, p, n, None, True) is not DROPPED:
+                        count += 1
                     continue
                 if packed is None:
                     packed = {}
@@ -238,14 +264,24 @@ cdef class Hub(Outbox):
                         op, <const unsigned char*>PyBytes_AS_STRING(frame),
                         PyBytes_GET_SIZE(frame), True)
                     packed[w.deflate_bits] = built
+                    if frame is not None:  # live stats: one compression per window size
+                        self.stats.deflate_in += n
+                        self.stats.deflate_out += PyBytes_GET_SIZE(frame)
                 if built is not None:
-                    count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(built),
-                                           PyBytes_GET_SIZE(built), built)
+                    fp = <const unsigned char*>PyBytes_AS_STRING(built)
+                    fl = PyBytes_GET_SIZE(built)
+                    if w.queue_frame(fp, fl, built):
+                        count += 1
+                        self.stats.messages_out[op & 15] += 1  # live stats
+                        self.stats.bytes_out[op & 15] += frame_payload(fp, fl)
                     continue
             if plain is None:
                 plain = make_frame(op, p, n, False)
-            count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(plain),
-                                   PyBytes_GET_SIZE(plain), plain)
+            if w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(plain),
+                             PyBytes_GET_SIZE(plain), plain):
+                count += 1
+                self.stats.messages_out[op & 15] += 1  # live stats
+                self.stats.bytes_out[op & 15] += n
         return count
 
     def num_subscribers(self, str topic) -> int:
@@ -256,3 +292,33 @@ cdef class Hub(Outbox):
     def topic_names(self) -> list:
         """The topics with at least one local subscriber."""
         return list(self.topics)
+
+    def topic_count(self) -> int:
+        """How many topics have a local subscriber."""
+        return len(self.topics)
+
+    def top_topics(self, Py_ssize_t n) -> dict:
+        """Live stats of the busiest topics: the ``n`` with the most subscribers and the
+        ``n`` with the most deliveries, as ``{topic: (subscribers, publishes, deliveries)}``.
+
+        O(topics) per call: it runs when the stats are read, never per message.
+        """
+        cdef Topic t
+        if n <= 0 or not self.topics:
+            return {}
+        topics = self.topics.values()
+        chosen = nlargest(n, topics, key=_subscriber_count)
+        chosen += nlargest(n, topics, key=_delivered)
+        out = {}
+        for obj in chosen:
+            t = <Topic>obj
+            out[t.name] = (len(t.subs), t.published, t.delivered)
+        return out
+
+
+def _subscriber_count(Topic t):
+    return len(t.subs)
+
+
+def _delivered(Topic t):
+    return t.delivered
