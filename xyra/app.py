@@ -28,7 +28,7 @@ from xyra.errors import ListenError
 from xyra.http import MAX_FILE_SIZE, Request
 from xyra.router import HTTPResult, Router, check_methods
 from xyra.routes import Handlers, handler_set, route_config
-from xyra.server import Server, install_signal_handlers, new_event_loop
+from xyra.server import Server, install_signal_handlers, run_on_new_loop
 from xyra.static import Mount, StaticFiles, client_js_handler
 from xyra.stats import TOP_TOPICS, snapshot
 
@@ -579,17 +579,7 @@ class App:
 
     def _run_one(self, port: int, host: str, **kwargs: Any) -> None:
         """One process: a uvloop loop serving until SIGINT or SIGTERM."""
-        loop = new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve(port, host, **kwargs))
-        finally:
-            try:
-                _cancel_all_tasks(loop)
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
+        run_on_new_loop(self._serve(port, host, **kwargs))
 
     async def _serve(self, port: int, host: str, **kwargs: Any) -> None:
         stop = asyncio.Event()
@@ -631,11 +621,3 @@ def _default_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-
-
-def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, cast
 
 from xyra import accesslog
@@ -207,6 +207,26 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event
 
 def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.split(".")[0] == "uvloop"
+
+
+def run_on_new_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on a new uvloop loop of this thread, then cancel what it left running,
+    close the async generators and the loop (a process's or a worker's whole life)."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

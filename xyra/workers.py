@@ -283,13 +283,15 @@ class Supervisor:
                 self._close_in_child(keep=inherit, pairs=pairs)
                 code = _worker_main(
                     self.app,
-                    slot,
-                    child_ctrl,
-                    inherit,
-                    {o.peer_id: m for o, m, _ in pairs},
-                    self.backplane,
-                    self.addr,
-                    self.serve_kwargs,
+                    _WorkerSetup(
+                        slot,
+                        child_ctrl,
+                        inherit,
+                        {o.peer_id: m for o, m, _ in pairs},
+                        self.backplane,
+                        self.addr,
+                        self.serve_kwargs,
+                    ),
                 )
             except BaseException:
                 traceback.print_exc()
@@ -589,35 +591,26 @@ class _WorkerTag(logging.Filter):
         return True
 
 
-def _worker_main(
-    app: App,
-    slot: int,
-    ctrl: socket.socket,
-    inherit: socket.socket | None,
-    peers: dict[int, socket.socket],
-    backplane: str | None,
-    addr: tuple[int, Any],
-    serve_kwargs: dict[str, Any],
-) -> int:
-    from xyra.server import new_event_loop
+@dataclasses.dataclass(frozen=True)
+class _WorkerSetup:
+    """What a worker gets from the supervisor at the fork."""
 
-    app.worker_id = slot
-    log.addFilter(_WorkerTag(slot))
-    logging.getLogger("xyra.access").addFilter(_WorkerTag(slot))  # a logger's filter is its own
-    loop = new_event_loop()  # after the fork: a loop is never shared between processes
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(
-            _serve(app, slot, ctrl, inherit, peers, backplane, addr, serve_kwargs)
-        )
-    finally:
-        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        asyncio.set_event_loop(None)
-        loop.close()
+    slot: int
+    ctrl: socket.socket  # its control socket to the supervisor
+    inherit: socket.socket | None  # the listener to take over (rolling restart; not Linux)
+    peers: dict[int, socket.socket]  # the relay's socket to each other worker
+    backplane: str | None
+    addr: tuple[int, Any]  # (address family, address) to listen on
+    serve_kwargs: dict[str, Any]
+
+
+def _worker_main(app: App, w: _WorkerSetup) -> int:
+    from xyra.server import run_on_new_loop
+
+    app.worker_id = w.slot
+    log.addFilter(_WorkerTag(w.slot))
+    logging.getLogger("xyra.access").addFilter(_WorkerTag(w.slot))  # a logger's filter is its own
+    run_on_new_loop(_serve(app, w))  # a new loop after the fork: never shared by processes
     return 0
 
 
@@ -635,17 +628,11 @@ def _listener(inherit: socket.socket | None, addr: tuple[int, Any]) -> socket.so
     return sock
 
 
-async def _serve(
-    app: App,
-    slot: int,
-    ctrl: socket.socket,
-    inherit: socket.socket | None,
-    peers: dict[int, socket.socket],
-    backplane: str | None,
-    addr: tuple[int, Any],
-    serve_kwargs: dict[str, Any],
-) -> None:
+async def _serve(app: App, w: _WorkerSetup) -> None:
     from xyra.backplane.relay import RelayBackplane
+
+    ctrl, inherit, peers, backplane = w.ctrl, w.inherit, w.peers, w.backplane
+    addr, serve_kwargs = w.addr, w.serve_kwargs
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

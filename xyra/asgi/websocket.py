@@ -134,26 +134,6 @@ class Session:
         self.state = OPEN
         self._opened_result(None)
 
-    def received(self, message: str | bytes) -> asyncio.Future[None] | None:
-        event: Message
-        if type(message) is str:
-            event = {"type": "websocket.receive", "text": message}
-        else:
-            event = {"type": "websocket.receive", "bytes": message}
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(event)
-                return None
-        queue = self.queue
-        queue.append(event)
-        if len(queue) >= self.max_queue and self.room is None:
-            # The core holds what comes next, and pauses reading past max_queue more.
-            self.room = self.loop.create_future()
-            return self.room
-        return None
-
     def closed(self, code: int, reason: str) -> None:
         self.state = CLOSED
         self._push_disconnect(code, reason)
@@ -396,7 +376,8 @@ def handlers(mount: ASGIMount) -> dict[str, Any]:
         ws.data[KEY].opened(ws)
 
     def on_message(ws: WebSocket, message: str | bytes, opcode: Any) -> Any:
-        # Session.received, inlined: this runs for every message.
+        # The message becomes the app's next websocket.receive event. Written out here,
+        # not as a Session method: this runs for every message.
         session: Session = ws.data[KEY]
         event: Message
         if type(message) is str:
