@@ -34,7 +34,7 @@ cdef class WebSocket(Endpoint):
     cdef:
         unsigned char busy        # an async handler is running
         unsigned char read_paused
-        unsigned char is_protocol # the transport's protocol (uvloop), not behind a forwarder
+        unsigned char is_protocol  # the transport's protocol (uvloop), not behind a forwarder
         unsigned char own_reads   # uvloop holds our bound reader (see get_buffer)
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,

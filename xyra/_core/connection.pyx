@@ -17,7 +17,6 @@ from collections import deque
 from inspect import isawaitable
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.pythread cimport PyThread_get_thread_ident
 
 from xyra._core.endpoint cimport (
     CLOSED, CLOSING, OPEN, Endpoint, EndpointConfig, Extras, message_payload,

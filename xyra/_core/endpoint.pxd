@@ -99,7 +99,8 @@ cdef class Endpoint(Parser):
     cdef int data_received_into(self, Py_ssize_t nbytes) except -1
     cdef int feed_initial(self, const unsigned char* data, Py_ssize_t n) except -1
     cdef int flush(self) except -1
-    cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length, object owner) except -1
+    cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length,
+                         object owner) except -1
     cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
                            object owner, bint rsv1=*)
     cdef object send_message(self, int opcode, const unsigned char* data, Py_ssize_t length,

@@ -670,7 +670,6 @@ cdef class Endpoint(Parser):
         return self._topics
 
 
-
 cdef class RecordingEndpoint(Endpoint):
     """An endpoint that records what it reports: the sans-I/O test entry point.
 

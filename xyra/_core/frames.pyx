@@ -38,7 +38,6 @@ if _shared == NULL:
     raise MemoryError()
 
 
-
 # One memoryview of it, handed out again and again: the loop only takes a Py_buffer
 # from it for the read and releases that, so no object is made per read.
 cdef object _shared_view = PyMemoryView_FromMemory(<char*>_shared, SHARED_SIZE, PyBUF_WRITE)
