@@ -36,6 +36,8 @@ cdef tuple OPCODES = tuple(OpCode(i) if i in (0, 1, 2, 8, 9, 10) else None for i
 cdef object SUCCESS = SendStatus.SUCCESS
 cdef object BACKPRESSURE = SendStatus.BACKPRESSURE
 cdef object DROPPED = SendStatus.DROPPED
+# The answer to the usual close frame (1000), made once.
+cdef bytes CLOSE_1000 = b"\x88\x02\x03\xe8"
 
 # Live objects (debug builds only; the tests check they return to zero).
 cdef Py_ssize_t _live_endpoints = 0
@@ -220,8 +222,9 @@ cdef class Endpoint(Parser):
         # Pause as soon as the kernel refuses a byte and resume only once the transport's
         # buffer is empty: then, while not paused, nothing sits in the transport, and the
         # backpressure accounting (queued + transport_pending) is exact.
-        if hasattr(transport, "set_write_buffer_limits"):
-            transport.set_write_buffer_limits(high=0)
+        limits = getattr(transport, "set_write_buffer_limits", None)
+        if limits is not None:
+            limits(0)  # high=0 (positional: no keyword dict per connection)
         self.init_parser(route.max_payload_length, True, deflate is not None)
         if deflate is not None:
             self.deflate_mode = route.compression
@@ -397,12 +400,26 @@ cdef class Endpoint(Parser):
         return 0
 
     cdef int on_close_frame(self, int code, unsigned char* reason, Py_ssize_t length) except -1:
+        cdef unsigned char frame[4]
         self.close_received = True
         self.report_code = code
-        self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
+        if length:
+            # An empty reason is the common case: it costs no Extras (reason() says "").
+            self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
         if self.state == OPEN:
             # Echo the peer's code (none if it sent none), then the server closes TCP first.
-            self._control(OP_CLOSE, b"" if code == 1005 else code.to_bytes(2, "big"))
+            if self.out_len == 0 and self.chunks is None and not self.lost:
+                # Nothing else queued: the close frame is the one write, with no cork buffer.
+                if code == 1000:
+                    self.transport.write(CLOSE_1000)
+                else:
+                    frame[0] = 0x80 | OP_CLOSE
+                    frame[1] = 0 if code == 1005 else 2
+                    frame[2] = <unsigned char>(code >> 8)
+                    frame[3] = <unsigned char>(code & 0xFF)
+                    self.transport.write(PyBytes_FromStringAndSize(<char*>frame, 2 + frame[1]))
+            else:
+                self._control(OP_CLOSE, b"" if code == 1005 else code.to_bytes(2, "big"))
         self.state = CLOSED
         self.flush()
         self.transport.close()
