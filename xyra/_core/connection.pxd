@@ -52,3 +52,11 @@ cdef class WebSocket(Endpoint):
     cdef _pause_reading(self)
     cdef _resume_reading(self)
     cdef _enqueue_received(self, object message)
+
+
+cdef class Gate:
+    # What a WebSocket that is its transport's first protocol (the server's fast path for
+    # upgrade requests) asks its server until it is open: protocol.pyx implements it.
+    cdef int arrived(self, WebSocket ws, object transport) except -1
+    cdef int first_read(self, WebSocket ws, Py_ssize_t nbytes) except -1
+    cdef int gone(self, WebSocket ws) except -1

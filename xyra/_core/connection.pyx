@@ -19,7 +19,7 @@ from inspect import isawaitable
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from xyra._core.endpoint cimport (
-    CLOSED, CLOSING, OPEN, Endpoint, EndpointConfig, Extras, message_payload,
+    CLOSED, CLOSING, HANDSHAKE, OPEN, Endpoint, EndpointConfig, Extras, message_payload,
 )
 from xyra._core.frames cimport OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, shared_view
 from xyra._core.frames cimport valid_close_code
@@ -52,6 +52,27 @@ cdef class WsExtras(Extras):
     pass
 
 
+cdef class Gate:
+    """The server side of a WebSocket that is its transport's first protocol.
+
+    On uvloop the server makes a ``WebSocket`` the protocol of every new connection, in
+    the ``HANDSHAKE`` state: its first read is handed to the gate (``first_read``),
+    which either opens it in place (a canonical upgrade request, the fast path) or hands
+    the transport to an HTTP-phase protocol. protocol.pyx's ``ServerContext`` is the
+    gate; this base only fixes the interface, so the WebSocket needs nothing from the
+    layer above it.
+    """
+
+    cdef int arrived(self, WebSocket ws, object transport) except -1:
+        raise NotImplementedError
+
+    cdef int first_read(self, WebSocket ws, Py_ssize_t nbytes) except -1:
+        raise NotImplementedError
+
+    cdef int gone(self, WebSocket ws) except -1:
+        raise NotImplementedError
+
+
 def _read_shared(Py_ssize_t sizehint):
     """get_buffer of every WebSocket that holds no partial frame (see WebSocket.get_buffer)."""
     return shared_view()
@@ -77,7 +98,7 @@ cdef class WebSocket(Endpoint):
         raise TypeError("WebSocket objects are created by the server")
 
     def __repr__(self):
-        state = {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "new")
+        state = {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "handshake")
         return f"<WebSocket {self.path!r} {self._peer()} {state}>"
 
     # -- life cycle (called by the protocol) -----------------------------------------------
@@ -136,6 +157,11 @@ cdef class WebSocket(Endpoint):
     # method per connection nor an AttributeError per upgrade.
     data_received = None
 
+    def connection_made(self, transport):
+        # Called only when the server made this WebSocket the transport's first protocol
+        # (HANDSHAKE state, see Gate): the server decides what happens to it.
+        (<Gate>(<Hub>self.hub).gate).arrived(self, transport)
+
     @property
     def get_buffer(self):
         # uvloop keeps the callable this returns until the next set_protocol. A bound
@@ -154,6 +180,12 @@ cdef class WebSocket(Endpoint):
         if not self.own_reads:
             self.reading_shared = True  # the shared function handed out the shared buffer
         try:
+            if self.state == HANDSHAKE:
+                # The request head, in the shared buffer: the gate opens this WebSocket
+                # or hands the transport to the HTTP phase.
+                self.reading_shared = False
+                (<Gate>(<Hub>self.hub).gate).first_read(self, nbytes)
+                return
             self.data_received_into(nbytes)
             self.reader_mode()
         except Exception:
@@ -162,11 +194,15 @@ cdef class WebSocket(Endpoint):
             self.transport.abort()
 
     def eof_received(self):
-        self.on_eof()
+        if self.state != HANDSHAKE:
+            self.on_eof()
         return False
 
     def connection_lost(self, exc):
         cdef Hub hub = <Hub>self.hub
+        if self.state == HANDSHAKE:
+            (<Gate>hub.gate).gone(self)
+            return
         hub.remove_socket(self)
         if self.extras is not None and (<WsExtras>self.extras).ip is not None:
             hub.release_ip((<WsExtras>self.extras).ip)
@@ -427,6 +463,8 @@ cdef class WebSocket(Endpoint):
         """The request target the connection was opened with (path and query)."""
         if self.extras is not None and (<WsExtras>self.extras).path is not None:
             return (<WsExtras>self.extras).path
+        if self.route is None:
+            return ""  # not upgraded (yet): the server holds it for its first read
         return (<RouteConfig>self.route).path
 
     @property

@@ -7,6 +7,7 @@ from xyra._core.deflate cimport Deflater, Inflater
 from xyra._core.debug cimport XYRA_DEBUG
 
 cdef enum ConnState:
+    HANDSHAKE = 0   # the transport's first protocol, before the upgrade (protocol.pyx)
     OPEN = 1
     CLOSING = 2     # we sent a close frame and wait for the peer's (or its EOF)
     CLOSED = 3      # the close handshake is over or TCP is gone: nothing more is sent

@@ -14,6 +14,7 @@ cdef class Hub(Outbox):
     cdef public list sockets         # open connections; each knows its slot (no set per conn)
     cdef public dict per_ip          # remote host -> open connections (when limited)
     cdef public object backplane     # None, or the worker's link to other processes
+    cdef public object gate          # the server's Gate (connection.pxd), or None
     cdef dict topics                 # name -> Topic
 
     cdef bint on_loop_thread(self) noexcept

@@ -46,6 +46,7 @@ cdef class Hub(Outbox):
         self.per_ip = {}
         self.topics = {}
         self.backplane = None
+        self.gate = None
 
     cdef bint on_loop_thread(self) noexcept:
         return <long>PyThread_get_thread_ident() == self.thread_id
