@@ -8,8 +8,9 @@ counters (``callgrind_control -d``) and prints the instructions per unit of work
 
 * ``connect N``: N sequential cycles of TCP connect, upgrade, close handshake, close
   (the bench's ``connect`` cycle, one at a time);
-* ``pubsub N [SUBSCRIBERS]``: N publishes of a 32-byte text message, 16 in flight,
-  to 1 topic with SUBSCRIBERS (default 1000) subscribers, each of which reads all.
+* ``pubsub N [SUBSCRIBERS]``: N publishes of a 32-byte text message to 1 topic with
+  SUBSCRIBERS (default 1000) subscribers, in rounds of 16 sent in one write (the
+  server reads a round at once), each round read by every subscriber before the next.
 
 Only user space is counted (the kernel's share is the same system calls for every
 server built on uvloop). Run: ``python benchmarks/callgrind_cost.py connect 2000``;
@@ -94,26 +95,25 @@ class PubSub:
         self.per_message = 2 + 32
 
     def run(self, n: int, window: int = 16) -> None:
-        """Publish n messages, `window` in flight; return once every subscriber has all."""
-        want = n * self.per_message
-        got = dict.fromkeys(self.fds, 0)
-        sent = 0
-        done_subs = 0
-        while sent < n or done_subs < len(self.subs):
-            low = min(got.values()) // self.per_message
-            while sent < n and sent - low < window:
-                self.pub.sendall(self.frame)
-                sent += 1
-            for fd, _ in self.poll.poll(1.0):
-                s = self.fds[fd]
-                try:
-                    k = len(s.recv(1 << 20))
-                except BlockingIOError:
-                    continue
-                before = got[fd]
-                got[fd] = before + k
-                if before < want <= got[fd]:
-                    done_subs += 1
+        """Publish n messages in rounds of `window`, each round one write (so the server
+        reads it at once), waiting until every subscriber has the round before the next:
+        every run makes the server do the same work."""
+        for start in range(0, n, window):
+            k = min(window, n - start)
+            self.pub.sendall(self.frame * k)
+            want = k * self.per_message
+            got = dict.fromkeys(self.fds, 0)
+            waiting = len(self.subs)
+            while waiting:
+                for fd, _ in self.poll.poll(5.0):
+                    try:
+                        got[fd] += len(self.fds[fd].recv(1 << 20))
+                    except BlockingIOError:
+                        continue
+                    if got[fd] == want:
+                        waiting -= 1
+                    elif got[fd] > want:
+                        raise RuntimeError("more than a round arrived")
 
     def settle(self) -> None:
         """Wait for a probe to reach everyone (the subscriptions are all in place)."""
@@ -176,6 +176,8 @@ def main() -> None:
             str(port),
         ],
         env=env,
+        # `python -m` puts the working folder first on sys.path: the checkout's own.
+        cwd=args.pythonpath or None,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

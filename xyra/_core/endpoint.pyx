@@ -169,10 +169,34 @@ cdef class Outbox:
             self.call_soon(self._flush_cb)
         return 0
 
+    cdef int schedule(self) except -1:
+        """Make sure flush_all runs at the end of this iteration."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.call_soon(self._flush_cb)
+        return 0
+
+    cdef int deliver_topics(self) except -1:
+        return 0
+
+    cdef int drain_for(self, Endpoint ep) except -1:
+        return 0
+
     def flush_all(self):
-        """Write every corked connection once: runs once per loop iteration at most."""
-        cdef list batch = self.dirty
+        """Write every corked connection once: runs once per loop iteration at most.
+
+        The iteration's batched publishes go first (the Hub's ``deliver_topics``): most
+        subscribers get theirs in one write of a batch shared by all of them, the others
+        in their cork, which the loop below then writes.
+        """
+        cdef list batch
         cdef Endpoint ep
+        if self.pending:
+            try:
+                self.deliver_topics()
+            except Exception:
+                self.log.exception("xyra: delivering publishes failed")
+        batch = self.dirty
         self.dirty = []
         self.flush_scheduled = False
         for obj in batch:
@@ -407,6 +431,8 @@ cdef class Endpoint(Parser):
             # An empty reason is the common case: it costs no Extras (reason() says "").
             self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
         if self.state == OPEN:
+            if self._topics is not None and self.hub.pending:
+                self.hub.drain_for(self)  # publishes made before the close go before it
             # Echo the peer's code (none if it sent none), then the server closes TCP first.
             if self.out_len == 0 and self.chunks is None and not self.lost:
                 # Nothing else queued: the close frame is the one write, with no cork buffer.
@@ -502,6 +528,8 @@ cdef class Endpoint(Parser):
         cdef unsigned char hdr[10]
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
         cdef Py_ssize_t hl = write_header(hdr, opcode, n, True, False)
+        if self._topics is not None and self.hub.pending:
+            self.hub.drain_for(self)  # publishes made before this frame go before it
         self._append_out(hdr, hl)
         if n:
             self._append_out(<const unsigned char*>PyBytes_AS_STRING(payload), n)
@@ -538,6 +566,8 @@ cdef class Endpoint(Parser):
         cdef Py_ssize_t hl, before
         if self.state != OPEN:
             return DROPPED
+        if self._topics is not None and self.hub.pending:
+            self.hub.drain_for(self)  # publishes made before this send go before it
         before = self.queued + self.transport_pending
         if before >= self.route.max_backpressure:
             return self._over_limit()
@@ -564,6 +594,48 @@ cdef class Endpoint(Parser):
     cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length,
                          object owner) except -1:
         """Queue a complete frame built once for many connections (publish)."""
+        if self.state != OPEN:
+            return 0
+        if self._topics is not None and self.hub.pending:
+            self.hub.drain_for(self)
+        return self.queue_published(frame, length, owner)
+
+    cdef int take_batch(self, object batch, Py_ssize_t length, Py_ssize_t last) except -1:
+        """Take a topic's batch of published frames (``length`` bytes, the last one
+        ``last``), the same bytes object for every subscriber: 0 if taken (or not open).
+
+        Returns 1, taking nothing, when the backpressure limit would drop some of its
+        frames: the caller then queues them one by one (``queue_published``), which
+        drops exactly those a frame-by-frame publish would have dropped.
+        """
+        cdef Py_ssize_t before
+        cdef Py_ssize_t limit = self.route.max_backpressure
+        if self.state != OPEN:
+            return 0
+        before = self.queued + self.transport_pending
+        if before + length - last >= limit:
+            return 1
+        if (self.out_len == 0 and self.chunks is None and not self.in_read
+                and not self.congested and before + length <= limit):
+            # Nothing queued before it: one write of the shared batch, no copy, no cork.
+            self.transport.write(batch)
+            if self.write_paused:
+                self.transport_pending = self.transport.get_write_buffer_size()
+            return 0
+        # Behind what is corked already (or over the limit with its last frame: the
+        # flush then applies the drain rules).
+        self._seal()
+        self.chunks.append(batch)
+        self.queued += length
+        if before + length > limit:
+            self.congested = True
+        if not self.dirty and not self.in_read:
+            self.hub.schedule_flush(self)
+        return 0
+
+    cdef int queue_published(self, const unsigned char* frame, Py_ssize_t length,
+                             object owner) except -1:
+        """queue_frame without the check for batched publishes (the Hub's own delivery)."""
         cdef Py_ssize_t before
         if self.state != OPEN:
             return 0

@@ -8,9 +8,20 @@ connections (a list where each knows its slot), and the topic index with ``publi
 
 The topic index is two-way: topic -> subscribers (an insertion-ordered dict used as an
 ordered set) and connection -> topics (``Endpoint._topics``), so unsubscribing a closing
-connection costs O(its topics) and an empty topic is freed at once. ``publish`` builds
-one immutable frame and hands the same bytes to every subscriber's cork; each subscriber
-is then written once per loop iteration however many publishes hit it.
+connection costs O(its topics) and an empty topic is freed at once.
+
+Publishes are batched per loop iteration, the way uWebSockets' TopicTree drains:
+``publish`` builds one immutable frame and records it on its topic; at the iteration's
+flush (``deliver_topics``) each topic's frames are joined once into one batch, and every
+subscriber that takes all of them gets that same bytes object, in one write. The
+per-subscriber work is then one write per iteration, whatever the number of messages.
+The exceptions get their share one frame at a time, in publish order across topics
+(``_give``): a subscriber excluded from some message (``ws.publish`` skips the sender),
+one with several topics published to in the iteration, one that must get its share
+early because something else is about to be queued for it (a send, a close, a
+subscription change: ``drain_for``), and one over its backpressure limit, whose frames
+are dropped exactly as a frame-by-frame publish would. Compressed publishes are not
+batched: they first deliver the pending batches, then queue their variants directly.
 
 With a backplane (``hub.backplane``, set by the server when workers or machines share
 topics) the hub tells it when a topic gains its first and loses its last local
@@ -26,8 +37,19 @@ from xyra._core.endpoint cimport message_payload
 from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
 
 
+# A topic's pending batch is delivered early when it would grow past these, so a burst
+# of publishes in one iteration never joins more than this into one batch.
+cdef enum:
+    BATCH_BYTES = 262144
+    BATCH_FRAMES = 1024
+
+
+def _first(tuple item):
+    return item[0]
+
+
 cdef class Topic:
-    """One topic's subscribers (an insertion-ordered set)."""
+    """One topic's subscribers (an insertion-ordered set), and its pending publishes."""
 
     def __init__(self, str name):
         self.name = name
@@ -45,6 +67,8 @@ cdef class Hub(Outbox):
         self.sockets = []
         self.per_ip = {}
         self.topics = {}
+        self.hot = []
+        self.seq = 0
         self.backplane = None
         self.gate = None
 
@@ -102,6 +126,13 @@ cdef class Hub(Outbox):
         cdef Topic t
         if topic in mine:
             return 0
+        if self.pending:
+            # Its share of what was published before goes first; from the new topic it
+            # gets only what is published from now on.
+            self.drain_for(ep)
+            if self.partial is None:
+                self.partial = {}
+            self.partial[ep] = self.seq
         t = self.topics.get(topic)
         if t is None:
             t = Topic(topic)
@@ -118,6 +149,8 @@ cdef class Hub(Outbox):
         cdef Py_ssize_t old
         if ep._topics is None:
             return 0
+        if self.pending and topic in ep._topics:
+            self.drain_for(ep)  # what it was published before leaving, it still gets
         t = ep._topics.pop(topic, None)
         if t is None:
             return 0
@@ -189,23 +222,169 @@ cdef class Hub(Outbox):
 
     cdef int deliver_local(self, str topic, const unsigned char* p, Py_ssize_t n, int op,
                            bint compress, Endpoint exclude) except -1:
+        """Publish to the local subscribers: how many it is for (``exclude`` aside).
+
+        The frame is recorded on the topic and delivered at the iteration's flush
+        (``deliver_topics``); compressed messages are queued at once, after the batches.
+        """
         cdef Topic t = self.topics.get(topic)
         cdef bytes frame
-        cdef const unsigned char* fp
         cdef Py_ssize_t fl
-        cdef int count = 0
+        cdef Py_ssize_t count
+        cdef list seqs
         if t is None:
             return 0
+        count = len(t.subs)
+        if exclude is not None and exclude in t.subs:
+            count -= 1
         if compress:
+            if self.pending:
+                self.deliver_topics()
             return self._publish_compressed(t, op, p, n, exclude)
         frame = make_frame(op, p, n, False)
-        fp = <const unsigned char*>PyBytes_AS_STRING(frame)
         fl = PyBytes_GET_SIZE(frame)
-        for ep in t.subs:
-            if ep is exclude:
-                continue
-            count += (<Endpoint>ep).queue_frame(fp, fl, frame)
+        if t.frames is not None and (t.nbytes + fl > BATCH_BYTES or len(t.frames) >= BATCH_FRAMES):
+            self.deliver_topics()
+        if t.frames is None:
+            t.frames = [frame]
+            t.seqs = [self.seq]
+            t.nbytes = fl
+            self.hot.append(t)
+            if not self.pending:
+                self.pending = True
+                self.schedule()
+        else:
+            t.frames.append(frame)
+            t.seqs.append(self.seq)
+            t.nbytes += fl
+        if exclude is not None and count < len(t.subs):
+            if self.excluded is None:
+                self.excluded = {}
+            seqs = self.excluded.get(exclude)
+            if seqs is None:
+                self.excluded[exclude] = [self.seq]
+            else:
+                seqs.append(self.seq)
+        self.seq += 1
         return count
+
+    cdef int deliver_topics(self) except -1:
+        """Deliver every pending publish (the iteration's flush, or earlier when needed).
+
+        Per topic the frames are joined once; a subscriber that takes them all gets that
+        bytes object (``Endpoint.take_batch``: one write, or behind its corked output).
+        The others, collected in ``special``, get their share in publish order across
+        all their topics (``_give``).
+        """
+        cdef list hot = self.hot
+        cdef dict excluded = self.excluded
+        cdef dict partial = self.partial
+        cdef dict special = None
+        cdef object only = None          # the one excluded endpoint, the usual case
+        cdef Topic t, other
+        cdef Endpoint ep
+        cdef object batch
+        cdef Py_ssize_t last
+        cdef bint busy
+        if not self.pending:
+            return 0
+        self.pending = False
+        self.hot = []
+        self.excluded = None
+        self.partial = None
+        self.seq = 0
+        if excluded is not None and len(excluded) == 1:
+            for obj in excluded:
+                only = obj
+        try:
+            for obj in hot:
+                t = <Topic>obj
+                batch = t.frames[0] if len(t.frames) == 1 else b"".join(t.frames)
+                last = PyBytes_GET_SIZE(t.frames[len(t.frames) - 1])
+                for sub in t.subs:
+                    ep = <Endpoint>sub
+                    if sub is only or (partial is not None and sub in partial) or (
+                            only is None and excluded is not None and sub in excluded):
+                        busy = True
+                    elif len(ep._topics) > 1:
+                        # Another of its topics published to as well: one merged order.
+                        busy = False
+                        for o in ep._topics.values():
+                            other = <Topic>o
+                            if other is not t and other.frames is not None:
+                                busy = True
+                                break
+                    else:
+                        busy = False
+                    if busy:
+                        if special is None:
+                            special = {}
+                        special[sub] = None
+                    elif ep.take_batch(batch, t.nbytes, last):
+                        self._one_by_one(ep, t)  # over its limit: frame by frame
+            if special is not None:
+                # _give reads the pending state: put back what it needs.
+                self.excluded = excluded
+                for sub in special:
+                    self._give(<Endpoint>sub, partial.get(sub, 0) if partial is not None else 0)
+        finally:
+            self.excluded = None
+            for obj in hot:
+                (<Topic>obj).frames = None
+                (<Topic>obj).seqs = None
+                (<Topic>obj).nbytes = 0
+        return 0
+
+    cdef int drain_for(self, Endpoint ep) except -1:
+        """Give ``ep`` its share of the pending publishes now: something else (a send, a
+        close frame, a subscription change) is about to be queued for it."""
+        cdef Py_ssize_t since = 0
+        if not self.pending or not ep._topics:
+            return 0
+        if self.partial is None:
+            self.partial = {}
+        else:
+            since = self.partial.get(ep, 0)
+        self._give(ep, since)
+        self.partial[ep] = self.seq
+        return 0
+
+    cdef int _give(self, Endpoint ep, Py_ssize_t since) except -1:
+        """Queue ``ep``'s pending frames from sequence number ``since`` on, in publish
+        order across its topics, without those it is excluded from."""
+        cdef list mine = None
+        cdef list skip = None
+        cdef Topic t
+        cdef Py_ssize_t i, seq
+        if ep._topics is None:
+            return 0
+        if self.excluded is not None:
+            skip = self.excluded.get(ep)
+        for obj in ep._topics.values():
+            t = <Topic>obj
+            if t.frames is None:
+                continue
+            for i in range(len(t.seqs)):
+                seq = t.seqs[i]
+                if seq >= since and (skip is None or seq not in skip):
+                    if mine is None:
+                        mine = []
+                    mine.append((seq, t.frames[i]))
+        if mine is None:
+            return 0
+        if len(mine) > 1:
+            mine.sort(key=_first)
+        for item in mine:
+            frame = (<tuple>item)[1]
+            ep.queue_published(<const unsigned char*>PyBytes_AS_STRING(frame),
+                               PyBytes_GET_SIZE(frame), frame)
+        return 0
+
+    cdef int _one_by_one(self, Endpoint ep, Topic t) except -1:
+        for frame in t.frames:
+            ep.queue_published(<const unsigned char*>PyBytes_AS_STRING(frame),
+                               PyBytes_GET_SIZE(frame), frame)
+        return 0
 
     cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
                                  Endpoint exclude) except -1:
@@ -240,13 +419,13 @@ cdef class Hub(Outbox):
                         PyBytes_GET_SIZE(frame), True)
                     packed[w.deflate_bits] = built
                 if built is not None:
-                    count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(built),
-                                           PyBytes_GET_SIZE(built), built)
+                    count += w.queue_published(<const unsigned char*>PyBytes_AS_STRING(built),
+                                               PyBytes_GET_SIZE(built), built)
                     continue
             if plain is None:
                 plain = make_frame(op, p, n, False)
-            count += w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(plain),
-                                   PyBytes_GET_SIZE(plain), plain)
+            count += w.queue_published(<const unsigned char*>PyBytes_AS_STRING(plain),
+                                       PyBytes_GET_SIZE(plain), plain)
         return count
 
     def num_subscribers(self, str topic) -> int:
