@@ -11,9 +11,13 @@ one iteration) and checks what every client receives, in order.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import ssl
 from typing import Any
 
+import trustme
 import websockets
 from kit import NamedApp, recv, recv_n
 
@@ -135,3 +139,44 @@ async def test_compressed_publishes_keep_their_place(serve: Any) -> None:
         want = ["p1", big, "p2", big + "2", "p3"]
         assert await recv_n(deflating, 5) == want
         assert await recv_n(plain, 5) == want
+
+
+async def test_batches_over_tls_go_through_the_transport(serve: Any) -> None:
+    """Batches bypass the loop's write path only on plain TCP sockets (WebSocket.write_now):
+    over TLS they go through the transport (sent raw, the clients would fail)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    t = app(max_backpressure=1 << 24)
+    server = await serve(t.app, ssl=server_ctx)
+    url = f"wss://127.0.0.1:{server.port}"
+    async with (
+        websockets.connect(f"{url}/ws?id=a&topics=A", ssl=client_ctx, max_size=None) as a,
+        websockets.connect(f"{url}/ws?id=b&topics=A", ssl=client_ctx, max_size=None) as b,
+    ):
+        await t.opened("a")
+        await t.opened("b")
+        sent = [f"{i}:" + "x" * (i * 37 % 3000) for i in range(400)]
+        for message in sent:
+            t.app.publish("A", message)
+        assert await recv_n(a, 400) == sent
+        assert await recv_n(b, 400) == sent
+
+
+async def test_a_full_socket_gets_the_rest_of_a_batch_in_order(
+    serve: Any, raw_connect: Any
+) -> None:
+    t = app(max_backpressure=1 << 24)
+    server = await serve(t.app, sndbuf=4096)
+    slow = await raw_connect(server, "/ws?id=s&topics=A", rcvbuf=4096)
+    await t.opened("s")
+    sent = [os.urandom(1000 + i) for i in range(300)]  # far more than the socket holds
+    for round_start in range(0, 300, 30):
+        for message in sent[round_start : round_start + 30]:
+            t.app.publish("A", message)
+        await asyncio.sleep(0)  # one iteration: one batch
+    for message in sent:
+        assert await slow.recv_frame() == (2, message)

@@ -16,7 +16,7 @@ layer adds what touches the application and the event loop:
 from collections import deque
 from inspect import isawaitable
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 from xyra._core.endpoint cimport (
     CLOSED, CLOSING, HANDSHAKE, OPEN, Endpoint, EndpointConfig, Extras, message_payload,
@@ -30,6 +30,15 @@ from xyra.errors import ConnectionClosed
 
 cdef object SUCCESS = SendStatus.SUCCESS
 cdef object SendStatusType = SendStatus
+
+cdef extern from "sendnow.h":
+    long xyra_send_now(int fd, const char* data, size_t n) nogil
+
+try:
+    # The transports write_now may bypass: a plain TCP socket the loop does not wrap.
+    from uvloop.loop import TCPTransport as _DirectTransport
+except ImportError:  # no uvloop (Windows): write_now always goes through the transport
+    _DirectTransport = None
 
 
 cdef class RouteConfig(EndpointConfig):
@@ -214,6 +223,33 @@ cdef class WebSocket(Endpoint):
 
     def resume_writing(self):
         self.on_resume_writing()
+
+    cdef int write_now(self, bytes data) except -1:
+        """One send(2) straight to the socket when the loop's transport holds nothing.
+
+        uvloop's own write path costs more user-space time than the system call; a
+        published batch goes to many connections per iteration, so it is sent here. Only
+        on uvloop's plain TCP transports (not TLS), only while the transport is not
+        closing (so the fd is still this connection's) and nothing waits in its buffer
+        (write_now is called only then: not write_paused); whatever the kernel does not
+        take, and every error, goes to transport.write, which handles them as always.
+        """
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef long sent
+        if self.send_fd == 0:
+            self.send_fd = -1
+            if _DirectTransport is not None and type(self.transport) is _DirectTransport:
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    self.send_fd = sock.fileno() + 1
+        if self.send_fd > 0 and not self.write_paused and not self.transport.is_closing():
+            sent = xyra_send_now(self.send_fd - 1, PyBytes_AS_STRING(data), <size_t>n)
+            if sent == n:
+                return 0
+            if sent > 0:
+                data = data[sent:]
+        self.transport.write(data)
+        return 0
 
     cdef int take_transport(self) except -1:
         """Become the transport's protocol (uvloop's set_protocol)."""

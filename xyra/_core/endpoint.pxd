@@ -111,6 +111,7 @@ cdef class Endpoint(Parser):
     cdef int queue_published(self, const unsigned char* frame, Py_ssize_t length,
                              object owner) except -1
     cdef int take_batch(self, object batch, Py_ssize_t length, Py_ssize_t last) except -1
+    cdef int write_now(self, bytes data) except -1
     cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
                            object owner, bint rsv1=*)
     cdef object send_message(self, int opcode, const unsigned char* data, Py_ssize_t length,

@@ -618,7 +618,7 @@ cdef class Endpoint(Parser):
         if (self.out_len == 0 and self.chunks is None and not self.in_read
                 and not self.congested and before + length <= limit):
             # Nothing queued before it: one write of the shared batch, no copy, no cork.
-            self.transport.write(batch)
+            self.write_now(<bytes>batch)
             if self.write_paused:
                 self.transport_pending = self.transport.get_write_buffer_size()
             return 0
@@ -631,6 +631,11 @@ cdef class Endpoint(Parser):
             self.congested = True
         if not self.dirty and not self.in_read:
             self.hub.schedule_flush(self)
+        return 0
+
+    cdef int write_now(self, bytes data) except -1:
+        """Write ``data`` through the transport now (nothing else is waiting to go out)."""
+        self.transport.write(data)
         return 0
 
     cdef int queue_published(self, const unsigned char* frame, Py_ssize_t length,
