@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import random
 
 import pytest
@@ -299,7 +300,11 @@ def requests(draw: st.DrawFn) -> tuple[list[bytes], tuple[int, int]]:
     return reads, draw(st.sampled_from(LIMITS))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# XYRA_ORACLE_EXAMPLES (as for the frame oracle) scales the two oracle tests: 400 and 200.
+EXAMPLES = int(os.environ.get("XYRA_ORACLE_EXAMPLES", "200"))
+
+
+@settings(max_examples=2 * EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(), st.booleans())
 def test_fast_path_agrees_with_the_general_path(
     case: tuple[list[bytes], tuple[int, int]], eof: bool
@@ -308,7 +313,7 @@ def test_fast_path_agrees_with_the_general_path(
     compare(reads, limits, eof)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from(LIMITS))
 def test_fast_path_agrees_on_random_bytes(data: bytes, limits: tuple[int, int]) -> None:
     compare([data], limits)
