@@ -8,6 +8,7 @@ counters (``callgrind_control -d``) and prints the instructions per unit of work
 
 * ``connect N``: N sequential cycles of TCP connect, upgrade, close handshake, close
   (the bench's ``connect`` cycle, one at a time);
+* ``pingpong N``: N round trips of a 32-byte text message on one connection;
 * ``pubsub N [SUBSCRIBERS]``: N publishes of a 32-byte text message to 1 topic with
   SUBSCRIBERS (default 1000) subscribers, in rounds of 16 sent in one write (the
   server reads a round at once), each round read by every subscriber before the next.
@@ -82,6 +83,13 @@ def connect_cycles(port: int, n: int) -> None:
         s.close()
 
 
+def pingpong(sock: socket.socket, n: int) -> None:
+    frame = masked(b"x" * 32, 1)
+    for _ in range(n):
+        sock.sendall(frame)
+        read_until(sock, b"x" * 32)
+
+
 class PubSub:
     def __init__(self, port: int, subscribers: int) -> None:
         self.subs = [open_ws(port, b"/pubsub?topic=t") for _ in range(subscribers)]
@@ -148,7 +156,7 @@ def control(*args: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=("connect", "pubsub"))
+    ap.add_argument("workload", choices=("connect", "pubsub", "pingpong"))
     ap.add_argument("n", type=int)
     ap.add_argument("subscribers", type=int, nargs="?", default=1000)
     ap.add_argument("--server", default="xyra.bench.servers.xyra_server")
@@ -187,6 +195,11 @@ def main() -> None:
             connect_cycles(port, 50)  # warm: imports, first buffers
             control("-z", str(proc.pid))
             connect_cycles(port, args.n)
+        elif args.workload == "pingpong":
+            ws = open_ws(port, b"/")
+            pingpong(ws, 50)
+            control("-z", str(proc.pid))
+            pingpong(ws, args.n)
         else:
             ps = PubSub(port, args.subscribers)
             ps.settle()
