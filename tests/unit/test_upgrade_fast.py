@@ -155,6 +155,27 @@ def test_real_clients_take_the_fast_path(client: str, path: str) -> None:
     assert outcome.fast == 1
 
 
+@pytest.mark.parametrize(
+    ("path", "origin", "host", "fast"),
+    [
+        ("/", "http://example.com", "example.com", True),  # exactly the Host: decided in C
+        ("/", "HTTP://Example.com:80/", "example.com", True),  # the same origin, spelt otherwise
+        ("/", "http://example.com", "example.com:80", True),
+        ("/", "https://example.com", "example.com", False),  # refused: the general path says so
+        ("/", "http://evil.example", "example.com", False),
+        ("/o", ORIGIN_ALLOWED, "example.com", True),  # in the route's allowed_origins
+        ("/o", ORIGIN_ALLOWED + ":80", "example.com", True),
+        ("/o", "http://example.com", "example.com", False),
+        ("/any", "null", "example.com", True),
+    ],
+)
+def test_origin_policies_in_the_fast_path(path: str, origin: str, host: str, fast: bool) -> None:
+    headers = [("Host", host), *canonical_headers()[1:], ("Origin", origin)]
+    outcome = compare([upgrade_request(path, headers)])
+    assert outcome.fast == fast
+    assert outcome.written.startswith(b"HTTP/1.1 101 " if fast else b"HTTP/1.1 403 ")
+
+
 def test_the_scanner_keeps_values_as_llhttp_does() -> None:
     data = upgrade_request("/", [*canonical_headers(), ("Origin", "\t http://x.y \t")])
     assert protocol._scan(data)["origin"] == b"http://x.y \t"

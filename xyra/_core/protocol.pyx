@@ -36,7 +36,7 @@ from xyra._core.frames cimport shared_ptr, shared_view
 from xyra._core.pubsub cimport Hub
 
 from xyra.handshake import (
-    Rejection, check_origin, header_tokens, http_response, process_request,
+    Rejection, _origin_key, check_origin, header_tokens, http_response, process_request,
 )
 
 
@@ -131,6 +131,7 @@ cdef class ServerContext(Gate):
     cdef public str scheme
     cdef public bint fast_upgrade      # new connections start as WebSockets (uvloop only)
     cdef public Py_ssize_t fast_upgrades  # connections opened by the fast path
+    cdef dict _route_origins              # RouteConfig -> its allowed origins' keys
 
     def __init__(self, Hub hub, config):
         limits = config.limits
@@ -295,7 +296,7 @@ cdef class ServerContext(Gate):
         cdef const unsigned char* p = shared_ptr()
         cdef xyra_head h
         cdef RouteConfig route
-        cdef object allowed
+        cdef object allowed, key
         cdef str path, target, subprotocol = None, offer
         cdef object extension = None, ext_value = None, negotiated
         cdef bytes response
@@ -317,14 +318,22 @@ cdef class ServerContext(Gate):
         if h.seen[XYRA_H_ORIGIN]:
             allowed = route.allowed_origins
             if allowed is None:
-                # The default policy: allowed if the Origin is the Host, else not decided here.
-                if not h.seen[XYRA_H_HOST] or not xyra_same_origin(
-                        p + h.val[XYRA_H_ORIGIN], h.len[XYRA_H_ORIGIN],
-                        p + h.val[XYRA_H_HOST], h.len[XYRA_H_HOST],
-                        PyUnicode_AsUTF8(self.scheme), len(self.scheme)):
+                # The default policy: allowed if the Origin is the Host (exactly, in C; else
+                # as check_origin compares them); refused ones go the general way.
+                if not h.seen[XYRA_H_HOST]:
                     return self._to_http(ws, n)
+                if not xyra_same_origin(p + h.val[XYRA_H_ORIGIN], h.len[XYRA_H_ORIGIN],
+                                        p + h.val[XYRA_H_HOST], h.len[XYRA_H_HOST],
+                                        PyUnicode_AsUTF8(self.scheme), len(self.scheme)):
+                    key = _origin_key(_value(p, &h, XYRA_H_ORIGIN))
+                    if key is None or key != _origin_key(
+                            self.scheme + "://" + _value(p, &h, XYRA_H_HOST)):
+                        return self._to_http(ws, n)
             elif not (type(allowed) is str and allowed == "*"):
-                return self._to_http(ws, n)
+                # An allowed_origins list: check_origin's comparison, the list's keys made once.
+                key = _origin_key(_value(p, &h, XYRA_H_ORIGIN))
+                if key is None or key not in self._origin_keys(route):
+                    return self._to_http(ws, n)
         if h.seen[XYRA_H_PROTOCOL] and route.subprotocols:
             subprotocol = _choose_subprotocol(p + h.val[XYRA_H_PROTOCOL],
                                               h.len[XYRA_H_PROTOCOL], route.subprotocols)
@@ -352,6 +361,17 @@ cdef class ServerContext(Gate):
         ws.is_protocol = True
         ws.reader_mode()  # its own reader if those frames left part of one behind
         return 0
+
+    cdef frozenset _origin_keys(self, RouteConfig route):
+        """A route's allowed_origins as check_origin compares them (made once per route)."""
+        cdef frozenset keys
+        if self._route_origins is None:
+            self._route_origins = {}
+        keys = self._route_origins.get(route)
+        if keys is None:
+            keys = frozenset(_origin_key(o) for o in route.allowed_origins)
+            self._route_origins[route] = keys
+        return keys
 
     cdef int _to_http(self, WebSocket ws, Py_ssize_t n) except -1:
         """Hand the connection to an HTTP-phase protocol, with its first read."""
@@ -392,6 +412,11 @@ cdef bytes _response_101(const unsigned char* key, str subprotocol, object ext_v
             + (b"" if ext_value is None
                else b"Sec-WebSocket-Extensions: " + ext_value.encode("latin-1") + b"\r\n")
             + b"\r\n")
+
+
+cdef inline str _value(const unsigned char* p, xyra_head* h, int k):
+    """A header's value as httptools gives it (leading blanks skipped, trailing kept)."""
+    return PyUnicode_DecodeLatin1(<const char*>p + h.val[k], h.len[k], NULL)
 
 
 cdef str _choose_subprotocol(const unsigned char* p, size_t n, tuple supported):
