@@ -8,6 +8,8 @@ counters (``callgrind_control -d``) and prints the instructions per unit of work
 
 * ``connect N``: N sequential cycles of TCP connect, upgrade, close handshake, close
   (the bench's ``connect`` cycle, one at a time);
+* ``http N``: N plain HTTP requests, one connection each, answered 404 (the
+  general path: what a non-WebSocket connection costs);
 * ``pingpong N``: N round trips of a 32-byte text message on one connection;
 * ``pubsub N [SUBSCRIBERS]``: N publishes of a 32-byte text message to 1 topic with
   SUBSCRIBERS (default 1000) subscribers, in rounds of 16 sent in one write (the
@@ -80,6 +82,19 @@ def connect_cycles(port: int, n: int) -> None:
             got += chunk
         if not got.startswith(b"\x88\x02\x03\xe8"):
             raise ConnectionError(f"bad close answer {got!r}")
+        s.close()
+
+
+def http_cycles(port: int, n: int) -> None:
+    """n plain HTTP requests, one per connection, answered 404 (the general path)."""
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+        if not got.startswith(b"HTTP/1.1 404"):
+            raise ConnectionError(got[:100])
         s.close()
 
 
@@ -156,7 +171,7 @@ def control(*args: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=("connect", "pubsub", "pingpong"))
+    ap.add_argument("workload", choices=("connect", "pubsub", "pingpong", "http"))
     ap.add_argument("n", type=int)
     ap.add_argument("subscribers", type=int, nargs="?", default=1000)
     ap.add_argument("--server", default="xyra.bench.servers.xyra_server")
@@ -195,6 +210,10 @@ def main() -> None:
             connect_cycles(port, 50)  # warm: imports, first buffers
             control("-z", str(proc.pid))
             connect_cycles(port, args.n)
+        elif args.workload == "http":
+            http_cycles(port, 50)
+            control("-z", str(proc.pid))
+            http_cycles(port, args.n)
         elif args.workload == "pingpong":
             ws = open_ws(port, b"/")
             pingpong(ws, 50)
