@@ -378,11 +378,12 @@ cdef class ServerContext(Gate):
         cdef ServerProtocol proto = ServerProtocol(self)
         cdef object transport = ws.transport
         ws.finished = True
+        # What connection_made does for a connection it admits (the gate admitted this one).
         proto.transport = transport
         proto.deadline = ws.last_rx + self.handshake_timeout
-        proto.http = httptools.HttpRequestParser(proto)
         self.hub.handshaking.discard(ws)
         self.hub.handshaking.add(proto)
+        proto._start_http()
         transport.set_protocol(proto)
         proto._http_data(shared_view()[:n], shared_ptr(), n)
         return 0
@@ -558,7 +559,11 @@ cdef class ServerProtocol:
         elif self.ip is not None and hub.per_ip[self.ip] > ctx.max_connections_per_ip:
             self._reject(503, f"over max_connections_per_ip ({ctx.max_connections_per_ip})")
         else:
-            self.http = httptools.HttpRequestParser(self)
+            self._start_http()
+
+    cdef _start_http(self):
+        """The HTTP phase begins (here, or when the fast path hands a connection over)."""
+        self.http = httptools.HttpRequestParser(self)
 
     def get_buffer(self, Py_ssize_t sizehint):
         if self.ws is not None:
