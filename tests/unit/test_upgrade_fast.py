@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
+import logging
 import os
 import random
 
@@ -23,6 +25,9 @@ from kit.upgrade_oracle import (
     LIMITS,
     ORIGIN_ALLOWED,
     PATHS,
+    Loop,
+    Transport,
+    build_app,
     canonical_headers,
     compare,
     random_key,
@@ -30,6 +35,9 @@ from kit.upgrade_oracle import (
 )
 
 from xyra._core import protocol
+from xyra._core.connection import WebSocket
+from xyra._core.protocol import ServerContext
+from xyra._core.pubsub import Hub
 from xyra.handshake import accept_key
 
 # -- SHA-1 and the accept value -------------------------------------------------------------
@@ -339,3 +347,27 @@ def test_fast_path_agrees_with_the_general_path(
 def test_fast_path_agrees_on_random_bytes(data: bytes, limits: tuple[int, int]) -> None:
     compare([data], limits)
     compare([b"GET / HTTP/1.1\r\n" + data], limits)
+
+
+def test_a_connection_is_one_websocket_of_256_bytes_and_no_extras() -> None:
+    """Per connection, the fast path makes the WebSocket and nothing else that outlives the
+    upgrade: no HTTP-phase protocol, no Extras for a plain route, not even after a message
+    and a close handshake with no reason (the struct stays 256 bytes)."""
+    assert WebSocket.__basicsize__ == 256
+    loop = Loop()
+    hub = Hub(loop, logging.getLogger("xyra.test"))
+    ctx = ServerContext(hub, build_app(LIMITS[0], []).config())
+    ctx.switch_protocol = True
+    transport = Transport()
+    ws = transport.protocol = ctx()
+    ws.connection_made(transport)
+    for data in (upgrade_request("/"), client_frame(1, b"hi"), client_frame(8, b"\x03\xe8")):
+        view = ws.get_buffer(len(data))
+        view[: len(data)] = data
+        ws.buffer_updated(len(data))
+        loop.run_ready()
+    assert type(ws) is WebSocket and transport.protocol is ws and transport.protocol_changes == 0
+    assert transport.closed and transport.written.endswith(b"\x81\x02hi\x88\x02\x03\xe8")
+    kinds = {type(o).__name__ for o in gc.get_referents(ws)}
+    assert not kinds & {"Extras", "WsExtras", "ServerProtocol"}, kinds
+    ws.connection_lost(None)
