@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import os
 import signal
@@ -14,7 +13,7 @@ from typing import Any, cast
 
 from xyra import accesslog
 from xyra._core.connection import RouteConfig
-from xyra._core.protocol import PlainServerProtocol, ServerContext, ServerProtocol, tune_malloc
+from xyra._core.protocol import ServerContext, tune_malloc
 from xyra._core.pubsub import Hub
 from xyra.backplane import Backplane
 from xyra.backplane import create as create_backplane
@@ -98,10 +97,11 @@ class Server:
         # transport over after the upgrade; plain asyncio loops need data_received on a
         # protocol that does not inherit from asyncio.BufferedProtocol.
         context.switch_protocol = is_uvloop(self.loop)
-        factory = ServerProtocol if context.switch_protocol else PlainServerProtocol
         try:
+            # The context is the protocol factory: on uvloop a new connection starts as a
+            # WebSocket that its upgrade opens in place (protocol.pyx).
             listener = await self.loop.create_server(
-                cast(Callable[[], asyncio.BufferedProtocol], functools.partial(factory, context)),
+                cast(Callable[[], asyncio.BufferedProtocol], context),
                 host,
                 port,
                 reuse_address=True,

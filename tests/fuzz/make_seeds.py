@@ -93,8 +93,45 @@ def inflate_seeds() -> dict[str, bytes]:
     return s
 
 
+def handshake_seeds() -> dict[str, bytes]:
+    """fuzz_handshake.py's layout: options, two cut bytes, then raw or structured input."""
+    from kit.upgrade_oracle import canonical_headers, upgrade_request
+
+    raw = upgrade_request("/", canonical_headers())
+    browser = upgrade_request(
+        "/chat?room=1",
+        [
+            *canonical_headers(),
+            ("Origin", "http://example.com"),
+            ("Sec-WebSocket-Protocol", "x, chat"),
+            ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ],
+    )
+    s: dict[str, bytes] = {}
+    s["canonical"] = bytes([0, 0, 0]) + raw
+    s["canonical-and-a-frame"] = bytes([0, 0, 0]) + raw + ef(1, b"hi", mask=K)
+    s["browser-chat"] = bytes([0, 0, 0]) + browser
+    s["compressed-route"] = bytes([0, 0, 0]) + browser.replace(b"/chat", b"/z", 1)
+    s["split-in-two"] = bytes([0x10, 100, 0]) + raw
+    s["every-7-bytes"] = bytes([0x30, 0, 0]) + raw
+    s["small-limits"] = bytes([3, 0, 0]) + raw
+    s["lf-only"] = bytes([0, 0, 0]) + raw.replace(b"\r\n", b"\n")
+    s["http-route"] = bytes([0, 0, 0]) + b"GET /http HTTP/1.1\r\nHost: x\r\n\r\n"
+    # structured: path "/chat" (1), GET, HTTP/1.1, CRLF, a key, 2 edits, a frame behind
+    s["structured-chat"] = (
+        bytes([4, 0, 0, 1, 0, 0, 0]) + bytes(range(16)) + bytes([2, 0, 5, 11, 0, 3, 1, 1, 0, 1])
+    )
+    s["structured-origin-no-eof"] = (
+        bytes([12, 0, 0, 0, 0, 0, 0]) + bytes(16) + bytes([1, 0, 7, 7, 2])
+    )
+    return s
+
+
 def main() -> None:
-    for name, seeds in (("frames", frame_seeds()), ("inflate", inflate_seeds())):
+    """Write every corpus, or only those named on the command line."""
+    corpora = {"frames": frame_seeds, "inflate": inflate_seeds, "handshake": handshake_seeds}
+    for name in sys.argv[1:] or corpora:
+        seeds = corpora[name]()
         folder = HERE / "corpus" / name
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():

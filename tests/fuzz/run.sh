@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the compiled frame parser and inflater (docs/fuzzing.md).
+# Coverage-guided fuzzing of the compiled frame parser, inflater and upgrade fast path
+# (docs/fuzzing.md).
 #
 #   tests/fuzz/run.sh [SECONDS_PER_HARNESS] [BUILD_DIR]
 #
@@ -9,7 +10,7 @@
 # SECONDS_PER_HARNESS (default 60) and prints executions, speed and coverage. Exits non-zero
 # if a harness found something: the input is saved (and minimized) under artifacts/fuzz/.
 #
-# Environment: XYRA_FUZZ_HARNESSES (default "frames inflate"), XYRA_FUZZ_OUT (default
+# Environment: XYRA_FUZZ_HARNESSES (default "frames frames_big inflate handshake"), XYRA_FUZZ_OUT (default
 # <repo>/artifacts/fuzz: the growing corpora and any findings), XYRA_FUZZ_INSTALL=0 to skip
 # installing clang and atheris, PYTHON (default python3), and extra libFuzzer flags in
 # XYRA_FUZZ_FLAGS (e.g. "-seed=1 -max_len=8192").
@@ -17,7 +18,7 @@ set -euo pipefail
 SECS="${1:-60}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PY="${PYTHON:-python3}"
-HARNESSES="${XYRA_FUZZ_HARNESSES:-frames frames_big inflate}"
+HARNESSES="${XYRA_FUZZ_HARNESSES:-frames frames_big inflate handshake}"
 OUT="${XYRA_FUZZ_OUT:-$ROOT/artifacts/fuzz}"
 ATHERIS_VERSION=3.0.0
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
@@ -95,6 +96,8 @@ for h in $HARNESSES; do
     # Inputs describe frames of up to ~330 KB; -len_control=0 lets them grow at once.
     frames_big) module=frames; extra="-max_len=256 -len_control=0" ;;
     inflate) module=deflate; extra="" ;;
+    # Request heads: the default 4 KiB inputs hold any head the limits let through.
+    handshake) module=protocol; extra="" ;;
     *) echo "fuzz: unknown harness $h" >&2; exit 2 ;;
   esac
   corpus="$OUT/corpus/$h"

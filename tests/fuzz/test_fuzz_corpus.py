@@ -13,6 +13,7 @@ from typing import Any
 
 import fuzz_frames
 import fuzz_frames_big
+import fuzz_handshake
 import fuzz_inflate
 import pytest
 
@@ -20,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 frames = pytest.importorskip("xyra._core.frames")
 deflate = pytest.importorskip("xyra._core.deflate")
+protocol = pytest.importorskip("xyra._core.protocol")
 
 OPEN = pytest.mark.xfail(
     strict=True,
@@ -67,3 +69,9 @@ def test_harness_layouts_accept_any_bytes() -> None:
     for data in (b"", b"\x00", b"\xff" * 2, b"\x04\x02\x07\xff", b"\x17\x01\x03\x00"):
         fuzz_frames.test_one_input(data)
         fuzz_inflate.test_one_input(data)
+
+
+@pytest.mark.parametrize("path", inputs("handshake"))
+def test_handshake_input(path: Path) -> None:
+    fuzz_handshake.load(protocol)
+    fuzz_handshake.test_one_input(path.read_bytes())

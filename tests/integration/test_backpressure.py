@@ -261,8 +261,10 @@ async def test_drain_handler_and_await_drain(serve: Any, raw_connect: Any, via: 
             if ws.send(numbered(i, size)) == SendStatus.DROPPED:
                 break
         else:
+            # A publish is delivered, or dropped, at the end of the loop iteration.
             dropped = ws.dropped
             t.app.publish("feed", numbered(i, size))
+            await next_iteration()
             if ws.dropped > dropped:
                 break
         accepted.append(i)

@@ -37,10 +37,14 @@ cdef class WebSocket(Endpoint):
         unsigned char read_paused
         unsigned char is_protocol  # the transport's protocol (uvloop), not behind a forwarder
         unsigned char own_reads   # uvloop holds our bound reader (see get_buffer)
+        # The socket's fd + 1 for write_now's direct send, 0 not looked up yet, -1 none
+        # (not a plain uvloop TCP transport). An int fits the struct's last 4 bytes.
+        int send_fd
 
     cdef int begin(self, object transport, Hub hub, RouteConfig route, str path,
                    str subprotocol, bytes response, object deflate,
                    object data, dict params) except -1
+    cdef int write_now(self, bytes data) except -1
     cdef int take_transport(self) except -1
     cdef int reader_mode(self) except -1
     cdef int call(self, object handler, bint is_async, tuple args) except -1
@@ -54,3 +58,11 @@ cdef class WebSocket(Endpoint):
     cdef _pause_reading(self)
     cdef _resume_reading(self)
     cdef _enqueue_received(self, object message)
+
+
+cdef class Gate:
+    # What a WebSocket that is its transport's first protocol (the server's fast path for
+    # upgrade requests) asks its server until it is open: protocol.pyx implements it.
+    cdef int arrived(self, WebSocket ws, object transport) except -1
+    cdef int first_read(self, WebSocket ws, Py_ssize_t nbytes) except -1
+    cdef int gone(self, WebSocket ws) except -1

@@ -58,6 +58,8 @@ class WebSocket(Endpoint):
     # The asyncio protocol interface: after the upgrade the WebSocket is the
     # transport's protocol (uvloop). Called by the event loop, not by handlers.
     data_received: None  # buffered reads only (see get_buffer)
+    def connection_made(self, transport: Any) -> None:
+        """Only as the transport's first protocol (the server's fast path, see ``Gate``)."""
     @property
     def get_buffer(self) -> Callable[[int], memoryview]:
         """The reader uvloop calls: shared by every connection that holds no partial frame."""
@@ -132,3 +134,8 @@ class WebSocket(Endpoint):
     def __aiter__(self) -> WebSocket: ...
     async def __anext__(self) -> str | bytes: ...
     def _task_done(self, task: asyncio.Future[Any]) -> None: ...
+
+class Gate:
+    """The server side of a WebSocket that is its transport's first protocol: its
+    first read decides whether the upgrade opens it in place (protocol.pyx implements
+    it; this base fixes the interface)."""

@@ -17,10 +17,10 @@ from collections import deque
 from functools import partial
 from inspect import isawaitable
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
 from xyra._core.endpoint cimport (
-    CLOSED, CLOSING, OPEN, Endpoint, EndpointConfig, Extras, message_payload,
+    CLOSED, CLOSING, HANDSHAKE, OPEN, Endpoint, EndpointConfig, Extras, message_payload,
 )
 from xyra._core.frames cimport OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, shared_view
 from xyra._core.frames cimport valid_close_code
@@ -31,6 +31,15 @@ from xyra.errors import ConnectionClosed
 
 cdef object SUCCESS = SendStatus.SUCCESS
 cdef object SendStatusType = SendStatus
+
+cdef extern from "sendnow.h":
+    long xyra_send_now(int fd, const char* data, size_t n) nogil
+
+try:
+    # The transports write_now may bypass: a plain TCP socket the loop does not wrap.
+    from uvloop.loop import TCPTransport as _DirectTransport
+except ImportError:  # no uvloop (Windows): write_now always goes through the transport
+    _DirectTransport = None
 
 
 cdef class RouteConfig(EndpointConfig):
@@ -52,6 +61,27 @@ cdef class RouteConfig(EndpointConfig):
 cdef class WsExtras(Extras):
     """The WebSocket's lazily created per-connection state (see connection.pxd)."""
     pass
+
+
+cdef class Gate:
+    """The server side of a WebSocket that is its transport's first protocol.
+
+    On uvloop the server makes a ``WebSocket`` the protocol of every new connection, in
+    the ``HANDSHAKE`` state: its first read is handed to the gate (``first_read``),
+    which either opens it in place (a canonical upgrade request, the fast path) or hands
+    the transport to an HTTP-phase protocol. protocol.pyx's ``ServerContext`` is the
+    gate; this base only fixes the interface, so the WebSocket needs nothing from the
+    layer above it.
+    """
+
+    cdef int arrived(self, WebSocket ws, object transport) except -1:
+        raise NotImplementedError
+
+    cdef int first_read(self, WebSocket ws, Py_ssize_t nbytes) except -1:
+        raise NotImplementedError
+
+    cdef int gone(self, WebSocket ws) except -1:
+        raise NotImplementedError
 
 
 def _read_shared(Py_ssize_t sizehint):
@@ -79,7 +109,7 @@ cdef class WebSocket(Endpoint):
         raise TypeError("WebSocket objects are created by the server")
 
     def __repr__(self):
-        state = {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "new")
+        state = {OPEN: "open", CLOSING: "closing", CLOSED: "closed"}.get(self.state, "handshake")
         return f"<WebSocket {self.path!r} {self._peer()} {state}>"
 
     # -- life cycle (called by the protocol) -----------------------------------------------
@@ -138,6 +168,11 @@ cdef class WebSocket(Endpoint):
     # method per connection nor an AttributeError per upgrade.
     data_received = None
 
+    def connection_made(self, transport):
+        # Called only when the server made this WebSocket the transport's first protocol
+        # (HANDSHAKE state, see Gate): the server decides what happens to it.
+        (<Gate>(<Hub>self.hub).gate).arrived(self, transport)
+
     @property
     def get_buffer(self):
         # uvloop keeps the callable this returns until the next set_protocol. A bound
@@ -156,6 +191,12 @@ cdef class WebSocket(Endpoint):
         if not self.own_reads:
             self.reading_shared = True  # the shared function handed out the shared buffer
         try:
+            if self.state == HANDSHAKE:
+                # The request head, in the shared buffer: the gate opens this WebSocket
+                # or hands the transport to the HTTP phase.
+                self.reading_shared = False
+                (<Gate>(<Hub>self.hub).gate).first_read(self, nbytes)
+                return
             self.data_received_into(nbytes)
             self.reader_mode()
         except Exception:
@@ -164,11 +205,15 @@ cdef class WebSocket(Endpoint):
             self.transport.abort()
 
     def eof_received(self):
-        self.on_eof()
+        if self.state != HANDSHAKE:
+            self.on_eof()
         return False
 
     def connection_lost(self, exc):
         cdef Hub hub = <Hub>self.hub
+        if self.state == HANDSHAKE:
+            (<Gate>hub.gate).gone(self)
+            return
         hub.remove_socket(self)
         if self.extras is not None and (<WsExtras>self.extras).ip is not None:
             hub.release_ip((<WsExtras>self.extras).ip)
@@ -180,6 +225,33 @@ cdef class WebSocket(Endpoint):
 
     def resume_writing(self):
         self.on_resume_writing()
+
+    cdef int write_now(self, bytes data) except -1:
+        """One send(2) straight to the socket when the loop's transport holds nothing.
+
+        uvloop's own write path costs more user-space time than the system call; a
+        published batch goes to many connections per iteration, so it is sent here. Only
+        on uvloop's plain TCP transports (not TLS), only while the transport is not
+        closing (so the fd is still this connection's) and nothing waits in its buffer
+        (write_now is called only then: not write_paused); whatever the kernel does not
+        take, and every error, goes to transport.write, which handles them as always.
+        """
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef long sent
+        if self.send_fd == 0:
+            self.send_fd = -1
+            if _DirectTransport is not None and type(self.transport) is _DirectTransport:
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    self.send_fd = sock.fileno() + 1
+        if self.send_fd > 0 and not self.write_paused and not self.transport.is_closing():
+            sent = xyra_send_now(self.send_fd - 1, PyBytes_AS_STRING(data), <size_t>n)
+            if sent == n:
+                return 0
+            if sent > 0:
+                data = data[sent:]
+        self.transport.write(data)
+        return 0
 
     cdef int take_transport(self) except -1:
         """Become the transport's protocol (uvloop's set_protocol)."""
@@ -451,6 +523,8 @@ cdef class WebSocket(Endpoint):
         """The request target the connection was opened with (path and query)."""
         if self.extras is not None and (<WsExtras>self.extras).path is not None:
             return (<WsExtras>self.extras).path
+        if self.route is None:
+            return ""  # not upgraded (yet): the server holds it for its first read
         return (<RouteConfig>self.route).path
 
     @property

@@ -8,6 +8,7 @@ from xyra._core.debug cimport XYRA_DEBUG
 from xyra._core.stats cimport XyraStats
 
 cdef enum ConnState:
+    HANDSHAKE = 0   # the transport's first protocol, before the upgrade (protocol.pyx)
     OPEN = 1
     CLOSING = 2     # we sent a close frame and wait for the peer's (or its EOF)
     CLOSED = 3      # the close handshake is over or TCP is gone: nothing more is sent
@@ -45,6 +46,7 @@ cdef class Outbox:
     cdef public bint manual_clock    # clock() is `now` (tests), not CLOCK_MONOTONIC
     cdef list dirty
     cdef bint flush_scheduled
+    cdef bint pending                # publishes wait for this iteration's flush (the Hub)
     cdef object call_soon            # schedules the one flush of an iteration
     cdef object _flush_cb
     cdef dict _shared_deflaters      # window bits -> no-context Deflater
@@ -52,6 +54,11 @@ cdef class Outbox:
     cdef double clock(self) noexcept
     cdef Deflater shared_deflater(self, int window_bits)
     cdef int schedule_flush(self, Endpoint ep) except -1
+    cdef int schedule(self) except -1
+    # The Hub's batched publishes (no-ops here): deliver them all, or one endpoint's share
+    # before something else is queued for it.
+    cdef int deliver_topics(self) except -1
+    cdef int drain_for(self, Endpoint ep) except -1
 
 
 cdef class Extras:
@@ -106,6 +113,10 @@ cdef class Endpoint(Parser):
     cdef int flush(self) except -1
     cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length,
                          object owner) except -1
+    cdef int queue_published(self, const unsigned char* frame, Py_ssize_t length,
+                             object owner) except -1
+    cdef int take_batch(self, object batch, Py_ssize_t length, Py_ssize_t last) except -1
+    cdef int write_now(self, bytes data) except -1
     cdef object send_frame(self, int opcode, const unsigned char* data, Py_ssize_t length,
                            object owner, bint rsv1=*)
     cdef object send_message(self, int opcode, const unsigned char* data, Py_ssize_t length,

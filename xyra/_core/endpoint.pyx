@@ -40,6 +40,8 @@ cdef tuple OPCODES = tuple(OpCode(i) if i in (0, 1, 2, 8, 9, 10) else None for i
 cdef object SUCCESS = SendStatus.SUCCESS
 cdef object BACKPRESSURE = SendStatus.BACKPRESSURE
 cdef object DROPPED = SendStatus.DROPPED
+# The answer to the usual close frame (1000), made once.
+cdef bytes CLOSE_1000 = b"\x88\x02\x03\xe8"
 
 # The loop-lag histogram's upper bounds in seconds (Prometheus `le`), LAG_BOUNDS of them.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -178,10 +180,34 @@ cdef class Outbox:
             self.call_soon(self._flush_cb)
         return 0
 
+    cdef int schedule(self) except -1:
+        """Make sure flush_all runs at the end of this iteration."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.call_soon(self._flush_cb)
+        return 0
+
+    cdef int deliver_topics(self) except -1:
+        return 0
+
+    cdef int drain_for(self, Endpoint ep) except -1:
+        return 0
+
     def flush_all(self):
-        """Write every corked connection once: runs once per loop iteration at most."""
-        cdef list batch = self.dirty
+        """Write every corked connection once: runs once per loop iteration at most.
+
+        The iteration's batched publishes go first (the Hub's ``deliver_topics``): most
+        subscribers get theirs in one write of a batch shared by all of them, the others
+        in their cork, which the loop below then writes.
+        """
+        cdef list batch
         cdef Endpoint ep
+        if self.pending:
+            try:
+                self.deliver_topics()
+            except Exception:
+                self.log.exception("xyra: delivering publishes failed")
+        batch = self.dirty
         self.dirty = []
         self.flush_scheduled = False
         for obj in batch:
@@ -307,8 +333,9 @@ cdef class Endpoint(Parser):
         # Pause as soon as the kernel refuses a byte and resume only once the transport's
         # buffer is empty: then, while not paused, nothing sits in the transport, and the
         # backpressure accounting (queued + transport_pending) is exact.
-        if hasattr(transport, "set_write_buffer_limits"):
-            transport.set_write_buffer_limits(high=0)
+        limits = getattr(transport, "set_write_buffer_limits", None)
+        if limits is not None:
+            limits(0)  # high=0 (positional: no keyword dict per connection)
         self.init_parser(route.max_payload_length, True, deflate is not None)
         if deflate is not None:
             self.deflate_mode = route.compression
@@ -494,12 +521,28 @@ cdef class Endpoint(Parser):
         return 0
 
     cdef int on_close_frame(self, int code, unsigned char* reason, Py_ssize_t length) except -1:
+        cdef unsigned char frame[4]
         self.close_received = True
         self.report_code = code
-        self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
+        if length:
+            # An empty reason is the common case: it costs no Extras (reason() says "").
+            self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
         if self.state == OPEN:
+            if self._topics is not None and self.hub.pending:
+                self.hub.drain_for(self)  # publishes made before the close go before it
             # Echo the peer's code (none if it sent none), then the server closes TCP first.
-            self._control(OP_CLOSE, b"" if code == 1005 else code.to_bytes(2, "big"))
+            if self.out_len == 0 and self.chunks is None and not self.lost:
+                # Nothing else queued: the close frame is the one write, with no cork buffer.
+                if code == 1000:
+                    self.transport.write(CLOSE_1000)
+                else:
+                    frame[0] = 0x80 | OP_CLOSE
+                    frame[1] = 0 if code == 1005 else 2
+                    frame[2] = <unsigned char>(code >> 8)
+                    frame[3] = <unsigned char>(code & 0xFF)
+                    self.transport.write(PyBytes_FromStringAndSize(<char*>frame, 2 + frame[1]))
+            else:
+                self._control(OP_CLOSE, b"" if code == 1005 else code.to_bytes(2, "big"))
         self.state = CLOSED
         self.flush()
         self.transport.close()
@@ -582,6 +625,8 @@ cdef class Endpoint(Parser):
         cdef unsigned char hdr[10]
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
         cdef Py_ssize_t hl = write_header(hdr, opcode, n, True, False)
+        if self._topics is not None and self.hub.pending:
+            self.hub.drain_for(self)  # publishes made before this frame go before it
         self._append_out(hdr, hl)
         if n:
             self._append_out(<const unsigned char*>PyBytes_AS_STRING(payload), n)
@@ -621,6 +666,8 @@ cdef class Endpoint(Parser):
         cdef XyraStats* stats
         if self.state != OPEN:
             return DROPPED
+        if self._topics is not None and self.hub.pending:
+            self.hub.drain_for(self)  # publishes made before this send go before it
         before = self.queued + self.transport_pending
         if before >= self.route.max_backpressure:
             return self._over_limit(length)
@@ -650,6 +697,53 @@ cdef class Endpoint(Parser):
     cdef int queue_frame(self, const unsigned char* frame, Py_ssize_t length,
                          object owner) except -1:
         """Queue a complete frame built once for many connections (publish)."""
+        if self.state != OPEN:
+            return 0
+        if self._topics is not None and self.hub.pending:
+            self.hub.drain_for(self)
+        return self.queue_published(frame, length, owner)
+
+    cdef int take_batch(self, object batch, Py_ssize_t length, Py_ssize_t last) except -1:
+        """Take a topic's batch of published frames (``length`` bytes, the last one
+        ``last``), the same bytes object for every subscriber: 0 if taken (or not open).
+
+        Returns 1, taking nothing, when the backpressure limit would drop some of its
+        frames: the caller then queues them one by one (``queue_published``), which
+        drops exactly those a frame-by-frame publish would have dropped.
+        """
+        cdef Py_ssize_t before
+        cdef Py_ssize_t limit = self.route.max_backpressure
+        if self.state != OPEN:
+            return 0
+        before = self.queued + self.transport_pending
+        if before + length - last >= limit:
+            return 1
+        if (self.out_len == 0 and self.chunks is None and not self.in_read
+                and not self.congested and before + length <= limit):
+            # Nothing queued before it: one write of the shared batch, no copy, no cork.
+            self.write_now(<bytes>batch)
+            if self.write_paused:
+                self.transport_pending = self.transport.get_write_buffer_size()
+            return 0
+        # Behind what is corked already (or over the limit with its last frame: the
+        # flush then applies the drain rules).
+        self._seal()
+        self.chunks.append(batch)
+        self.queued += length
+        if before + length > limit:
+            self.congested = True
+        if not self.dirty and not self.in_read:
+            self.hub.schedule_flush(self)
+        return 0
+
+    cdef int write_now(self, bytes data) except -1:
+        """Write ``data`` through the transport now (nothing else is waiting to go out)."""
+        self.transport.write(data)
+        return 0
+
+    cdef int queue_published(self, const unsigned char* frame, Py_ssize_t length,
+                             object owner) except -1:
+        """queue_frame without the check for batched publishes (the Hub's own delivery)."""
         cdef Py_ssize_t before
         if self.state != OPEN:
             return 0

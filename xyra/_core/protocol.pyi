@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from xyra._core.connection import RouteConfig
+from xyra._core.connection import Gate, RouteConfig
 from xyra._core.pubsub import Hub
 
 def tune_malloc() -> bool:
@@ -22,7 +22,7 @@ def live_objects() -> dict[str, int]:
 def reset_live_objects() -> None:
     """Count from zero again (tests, after reporting a leak)."""
 
-class ServerContext:
+class ServerContext(Gate):
     """What the protocols of one listening server share, built from a ``ServerConfig``."""
 
     routes: dict[str, RouteConfig]
@@ -56,8 +56,14 @@ class ServerContext:
     scheme: str
     access_log: bool
     """Log each handshake to ``xyra.access`` (a flag the server refreshes every tick)."""
+    fast_upgrade: bool
+    """Start new connections as WebSockets that a canonical upgrade opens in place (uvloop)."""
+    fast_upgrades: int
+    """Connections the fast path opened."""
     def __init__(self, hub: Hub, config: Any) -> None:
         """``config``: the facade's ``xyra.config.ServerConfig``."""
+    def __call__(self) -> Any:
+        """The protocol of a new connection (the listener's protocol factory)."""
     def add_route(self, route: RouteConfig) -> None:
         """Serve ``route`` from now on (its handlers, limits and negotiator come with it)."""
     def tick(self, now: float) -> None:

@@ -1,12 +1,23 @@
 # cython: language_level=3
 """Event-loop glue: one buffered protocol per TCP connection.
 
-The HTTP phase is parsed with httptools: plain requests go to the app's HTTP routes
-(keep-alive, answered in order), and a valid WebSocket upgrade switches the same
-connection to the WebSocket phase, whose reads then go straight to the frame parser
-(``get_buffer``/``buffer_updated``: zero-copy). Write flow control and the timers of
-every connection (handshake, keep-alive, idle, ping, close) are driven from here: one
-periodic tick per server, not one timer per connection.
+On uvloop a new connection's protocol is a ``WebSocket`` in its ``HANDSHAKE`` state,
+with the ``ServerContext`` as its ``Gate`` (connection.pyx). Its first read is scanned
+in place in C (upgrade.h): a canonical upgrade request to a WebSocket route is checked,
+answered with a 101 built in one buffer and opened right there, with no other object
+per connection (the fast path). Anything else (an HTTP request, a partial or unusual
+head, a request to refuse, a route with an ``upgrade`` handler, an origin or extension
+offer the fast path cannot decide) goes to the general path: the transport is handed
+to a ``ServerProtocol`` that parses with httptools and checks with xyra/handshake.py,
+the reference semantics, which the fast path only ever agrees with (tests/unit/
+test_upgrade_fast.py and tests/fuzz/fuzz_handshake.py compare the two).
+
+In the HTTP phase plain requests go to the app's HTTP routes (keep-alive, answered in
+order), and a valid WebSocket upgrade switches the same connection to the WebSocket
+phase, whose reads then go straight to the frame parser (``get_buffer``/
+``buffer_updated``: zero-copy). Write flow control and the timers of every connection
+(handshake, keep-alive, idle, ping, close) are driven from here: one periodic tick per
+server, not one timer per connection.
 """
 
 from collections import deque
@@ -15,9 +26,11 @@ from time import monotonic
 
 import httptools
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeLatin1
+from libc.string cimport memcpy
 
-from xyra._core.connection cimport RouteConfig, WebSocket
+from xyra._core.connection cimport Gate, RouteConfig, WebSocket
 from xyra._core.debug cimport XYRA_DEBUG
 from xyra._core.endpoint cimport OPEN
 from xyra._core.frames cimport shared_ptr, shared_view
@@ -26,12 +39,49 @@ from xyra._core.stats cimport refused_slot
 
 from xyra import accesslog
 from xyra.handshake import (
-    Rejection, check_origin, header_tokens, http_response, process_request,
+    Rejection, _origin_key, check_origin, header_tokens, http_response, process_request,
 )
 
 
 cdef extern from "tune.h":
     int xyra_tune_malloc()
+
+
+cdef extern from "upgrade.h":
+    enum:
+        XYRA_H_HOST
+        XYRA_H_UPGRADE
+        XYRA_H_CONNECTION
+        XYRA_H_KEY
+        XYRA_H_VERSION
+        XYRA_H_PROTOCOL
+        XYRA_H_EXTENSIONS
+        XYRA_H_ORIGIN
+        XYRA_H_COUNT
+        XYRA_KEY_LEN
+        XYRA_ACCEPT_LEN
+    ctypedef struct xyra_head:
+        size_t head_len
+        size_t target
+        size_t target_len
+        size_t path_len
+        size_t val[8]
+        size_t len[8]
+        unsigned char seen[8]
+        int headers
+    int xyra_scan_upgrade(const unsigned char* p, size_t n, size_t max_head, int max_headers,
+                          xyra_head* h) nogil
+    void xyra_accept(const unsigned char* key, char* out) nogil
+    void xyra_sha1(const unsigned char* data, size_t n, unsigned char* out) nogil
+    size_t xyra_base64(const unsigned char* data, size_t n, char* out) nogil
+    size_t xyra_rtrim(const unsigned char* p, size_t n) nogil
+    int xyra_same_origin(const unsigned char* origin, size_t on, const unsigned char* host,
+                         size_t hn, const char* scheme, size_t sn) nogil
+
+
+# The 101 up to the accept value; handshake.process_request builds the same bytes.
+cdef bytes SWITCHING = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
 
 
 def tune_malloc() -> bool:
@@ -66,11 +116,13 @@ cdef bint _asks_websocket(list headers):
     return False
 
 
-cdef class ServerContext:
+cdef class ServerContext(Gate):
     """What the protocols of one listening server share, built from the app's ServerConfig.
 
     ``config`` is the facade's frozen ``ServerConfig`` (read once, here); routes added
-    while the server runs come through ``add_route``.
+    while the server runs come through ``add_route``. Called, it is the listener's
+    protocol factory; as the ``Gate`` of the WebSockets it makes, it runs the fast path
+    of the opening handshake (see the module docstring).
     """
 
     cdef public dict routes            # path -> RouteConfig: routes without parameters
@@ -92,10 +144,16 @@ cdef class ServerContext:
     cdef public object response_class
     cdef public str scheme
     cdef public bint access_log        # log each handshake to xyra.access (a cached flag)
+    cdef public bint fast_upgrade      # new connections start as WebSockets (uvloop only)
+    cdef public Py_ssize_t fast_upgrades  # connections opened by the fast path
+    cdef dict _route_origins              # RouteConfig -> its allowed origins' keys
+    cdef dict _arrived_at                 # access log on: WebSocket -> when it connected
 
     def __init__(self, Hub hub, config):
         limits = config.limits
         self.hub = hub
+        hub.gate = self
+        self.fast_upgrade = True
         self.routes = {}
         self.patterns = []
         self.max_head_size = limits.max_head_size
@@ -115,6 +173,24 @@ cdef class ServerContext:
         self.access_log = config.access_log and accesslog.enabled()
         for route in config.routes:
             self.add_route(route)
+
+    def __call__(self):
+        """The protocol of a new connection (the listener's protocol factory).
+
+        On uvloop (``switch_protocol``) a WebSocket in its HANDSHAKE state, which the
+        upgrade then opens in place; with per-address limits (which need the peer's
+        address at once), on plain asyncio loops, or with no WebSocket route, the
+        HTTP-phase protocol.
+        """
+        cdef WebSocket ws
+        if not self.switch_protocol:
+            return PlainServerProtocol(self)
+        if self.fast_upgrade and not self.max_connections_per_ip and (self.routes or self.patterns):
+            ws = WebSocket.__new__(WebSocket)
+            ws.hub = self.hub
+            ws.slot = -1
+            return ws
+        return ServerProtocol(self)
 
     def add_route(self, RouteConfig route):
         """Serve ``route`` from now on (its handlers, limits and negotiator come with it)."""
@@ -165,7 +241,10 @@ cdef class ServerContext:
         self.hub.now = now
         for proto in list(self.hub.handshaking):
             try:
-                (<ServerProtocol>proto).tick(now)
+                if type(proto) is WebSocket:
+                    self._handshake_timer(<WebSocket>proto, now)
+                else:
+                    (<ServerProtocol>proto).tick(now)
             except Exception:
                 self.hub.log.exception("xyra: timer failed")
         for ws in list(self.hub.sockets):
@@ -178,16 +257,292 @@ cdef class ServerContext:
         """Start closing every connection (graceful shutdown)."""
         self.accepting = False
         for proto in list(self.hub.handshaking):
-            (<ServerProtocol>proto).shutdown(code, reason)
+            if type(proto) is WebSocket:
+                self._drop_waiting(<WebSocket>proto, False)
+            else:
+                (<ServerProtocol>proto).shutdown(code, reason)
         for ws in list(self.hub.sockets):
             if (<WebSocket>ws).state == OPEN:
                 (<WebSocket>ws).send_close(code, reason)
 
     def abort_all(self):
         for proto in list(self.hub.handshaking):
-            (<ServerProtocol>proto).transport.abort()
+            if type(proto) is WebSocket:
+                self._drop_waiting(<WebSocket>proto, True)
+            else:
+                (<ServerProtocol>proto).transport.abort()
         for ws in list(self.hub.sockets):
             ws.terminate()
+
+    # -- the Gate: WebSockets before their upgrade (the fast path) -----------------------------
+
+    cdef int arrived(self, WebSocket ws, object transport) except -1:
+        cdef ServerProtocol proto
+        ws.transport = transport
+        if not self.accepting or (self.max_connections and self.count() >= self.max_connections):
+            # The HTTP phase refuses it with a 503 (and logs it) as it always did.
+            ws.finished = True
+            proto = ServerProtocol(self)
+            transport.set_protocol(proto)
+            proto.connection_made(transport)
+            return 0
+        ws.last_rx = self.hub.now  # the handshake deadline counts from here
+        self.hub.handshaking.add(ws)
+        if self.access_log:  # the handshake's duration, for its access-log line
+            if self._arrived_at is None:
+                self._arrived_at = {}
+            self._arrived_at[ws] = monotonic()
+        return 0
+
+    cdef double _arrival(self, WebSocket ws):
+        """When ``ws`` connected, forgotten now (0: not recorded, the access log was off)."""
+        if self._arrived_at is None:
+            return 0.0
+        return self._arrived_at.pop(ws, 0.0)
+
+    cdef int gone(self, WebSocket ws) except -1:
+        ws.finished = True
+        ws.lost = True
+        self.hub.handshaking.discard(ws)
+        self._arrival(ws)
+        return 0
+
+    cdef int _drop_waiting(self, WebSocket ws, bint abort) except -1:
+        """Close a connection that has sent no complete request yet (shutdown)."""
+        if ws.finished or ws.lost:
+            return 0
+        ws.finished = True
+        if abort:
+            ws.transport.abort()
+        else:
+            ws.transport.close()
+        return 0
+
+    cdef int _handshake_timer(self, WebSocket ws, double now) except -1:
+        if not ws.finished and not ws.lost and now - ws.last_rx >= self.handshake_timeout:
+            ws.finished = True
+            self.hub.stats.handshake_timeouts += 1  # live stats
+            self.hub.log.info("xyra: closing %s: no complete request within %ss",
+                              ws._peer(), self.handshake_timeout)
+            ws.transport.close()
+        return 0
+
+    cdef int first_read(self, WebSocket ws, Py_ssize_t n) except -1:
+        """The first bytes of a connection, at the start of the shared read buffer.
+
+        A canonical upgrade request that the general path would accept is answered and
+        opened here; everything else goes to the general path (``_to_http``), which then
+        sees exactly the bytes it would have seen as the first protocol.
+        """
+        cdef const unsigned char* p = shared_ptr()
+        cdef xyra_head h
+        cdef RouteConfig route
+        cdef object allowed, key
+        cdef str path, target, subprotocol = None, offer
+        cdef object extension = None, ext_value = None, negotiated
+        cdef bytes response
+        cdef tuple found
+        cdef Hub hub = self.hub
+        if ws.finished:
+            return 0  # closed while it waited for this read (shutdown, timeout)
+        if not xyra_scan_upgrade(p, n, self.max_head_size, self.max_headers, &h):
+            return self._to_http(ws, n)
+        if XYRA_DEBUG:
+            _check_head(&h, p, n)
+        path = PyUnicode_DecodeLatin1(<const char*>p + h.target, h.path_len, NULL)
+        found = self.find_route(path)
+        if found is None:
+            return self._to_http(ws, n)  # an HTTP route, or a 404
+        route = <RouteConfig>found[0]
+        if route.upgrade is not None:
+            return self._to_http(ws, n)  # the application decides: it needs a Request
+        if h.seen[XYRA_H_ORIGIN]:
+            allowed = route.allowed_origins
+            if allowed is None:
+                # The default policy: allowed if the Origin is the Host (exactly, in C; else
+                # as check_origin compares them); refused ones go the general way.
+                if not h.seen[XYRA_H_HOST]:
+                    return self._to_http(ws, n)
+                if not xyra_same_origin(p + h.val[XYRA_H_ORIGIN], h.len[XYRA_H_ORIGIN],
+                                        p + h.val[XYRA_H_HOST], h.len[XYRA_H_HOST],
+                                        PyUnicode_AsUTF8(self.scheme), len(self.scheme)):
+                    key = _origin_key(_value(p, &h, XYRA_H_ORIGIN))
+                    if key is None or key != _origin_key(
+                            self.scheme + "://" + _value(p, &h, XYRA_H_HOST)):
+                        return self._to_http(ws, n)
+            elif not (type(allowed) is str and allowed == "*"):
+                # An allowed_origins list: check_origin's comparison, the list's keys made once.
+                key = _origin_key(_value(p, &h, XYRA_H_ORIGIN))
+                if key is None or key not in self._origin_keys(route):
+                    return self._to_http(ws, n)
+        if h.seen[XYRA_H_PROTOCOL] and route.subprotocols:
+            subprotocol = _choose_subprotocol(p + h.val[XYRA_H_PROTOCOL],
+                                              h.len[XYRA_H_PROTOCOL], route.subprotocols)
+        if h.seen[XYRA_H_EXTENSIONS] and route.negotiator is not None:
+            offer = PyUnicode_DecodeLatin1(<const char*>p + h.val[XYRA_H_EXTENSIONS],
+                                           h.len[XYRA_H_EXTENSIONS], NULL)
+            try:
+                negotiated = route.negotiator([offer])
+            except ValueError:
+                return self._to_http(ws, n)  # answered with a 400 there
+            if negotiated is not None:
+                ext_value, extension = negotiated
+        response = _response_101(p + h.val[XYRA_H_KEY], subprotocol, ext_value)
+        if h.target_len == h.path_len:
+            target = route.path if path == route.path else path
+        else:
+            target = PyUnicode_DecodeLatin1(<const char*>p + h.target, h.target_len, NULL)
+        self.fast_upgrades += 1
+        ws.begin(ws.transport, hub, route, target, subprotocol, response, extension, None,
+                 <dict>found[1])
+        hub.handshaking.discard(ws)
+        hub.add_socket(ws)
+        if self.access_log:
+            accesslog.handshake(ws._peer(), target, 101, subprotocol, response,
+                                self._arrival(ws))
+        # Frames sent right behind the head (bounds: head_len <= n, checked by the scan).
+        ws.feed_initial(p + h.head_len, n - <Py_ssize_t>h.head_len)
+        ws.is_protocol = True
+        ws.reader_mode()  # its own reader if those frames left part of one behind
+        return 0
+
+    cdef frozenset _origin_keys(self, RouteConfig route):
+        """A route's allowed_origins as check_origin compares them (made once per route)."""
+        cdef frozenset keys
+        if self._route_origins is None:
+            self._route_origins = {}
+        keys = self._route_origins.get(route)
+        if keys is None:
+            keys = frozenset(_origin_key(o) for o in route.allowed_origins)
+            self._route_origins[route] = keys
+        return keys
+
+    cdef int _to_http(self, WebSocket ws, Py_ssize_t n) except -1:
+        """Hand the connection to an HTTP-phase protocol, with its first read."""
+        cdef ServerProtocol proto = ServerProtocol(self)
+        cdef object transport = ws.transport
+        ws.finished = True
+        # What connection_made does for a connection it admits (the gate admitted this one).
+        proto.transport = transport
+        proto.deadline = ws.last_rx + self.handshake_timeout
+        proto.started = self._arrival(ws)
+        self.hub.handshaking.discard(ws)
+        self.hub.handshaking.add(proto)
+        proto._start_http()
+        transport.set_protocol(proto)
+        proto._http_data(shared_view()[:n], shared_ptr(), n)
+        return 0
+
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8(object unicode) except NULL
+
+
+cdef bytes _response_101(const unsigned char* key, str subprotocol, object ext_value):
+    """The 101 for a validated key: the bytes handshake.process_request builds."""
+    cdef Py_ssize_t base = PyBytes_GET_SIZE(SWITCHING)
+    cdef bytes out
+    cdef char* q
+    cdef char accept[XYRA_ACCEPT_LEN]
+    if subprotocol is None and ext_value is None:
+        out = PyBytes_FromStringAndSize(NULL, base + XYRA_ACCEPT_LEN + 4)
+        q = PyBytes_AS_STRING(out)
+        memcpy(q, PyBytes_AS_STRING(SWITCHING), base)
+        xyra_accept(key, q + base)
+        memcpy(q + base + XYRA_ACCEPT_LEN, b"\r\n\r\n", 4)
+        return out
+    xyra_accept(key, accept)
+    return (SWITCHING + accept[:XYRA_ACCEPT_LEN] + b"\r\n"
+            + (b"" if subprotocol is None
+               else b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n")
+            + (b"" if ext_value is None
+               else b"Sec-WebSocket-Extensions: " + ext_value.encode("latin-1") + b"\r\n")
+            + b"\r\n")
+
+
+cdef inline str _value(const unsigned char* p, xyra_head* h, int k):
+    """A header's value as httptools gives it (leading blanks skipped, trailing kept)."""
+    return PyUnicode_DecodeLatin1(<const char*>p + h.val[k], h.len[k], NULL)
+
+
+cdef str _choose_subprotocol(const unsigned char* p, size_t n, tuple supported):
+    """handshake.choose_subprotocol on one header value: the first offered token
+    (comma-separated, spaces and tabs trimmed) that the route supports."""
+    cdef size_t i = 0, start, end
+    cdef str name
+    while i < n:
+        while i < n and (p[i] == 32 or p[i] == 9):
+            i += 1
+        start = i
+        while i < n and p[i] != 44:  # ','
+            i += 1
+        end = start + xyra_rtrim(p + start, i - start)
+        if end > start:
+            name = PyUnicode_DecodeLatin1(<const char*>p + start, end - start, NULL)
+            if name in supported:
+                return name
+        i += 1
+    return None
+
+
+cdef int _check_head(xyra_head* h, const unsigned char* p, Py_ssize_t n) except -1:
+    """Debug builds: what the scanner reports lies inside the head it scanned."""
+    cdef int k
+    if not (0 < h.head_len <= <size_t>n and h.target == 4
+            and h.target + h.target_len < h.head_len and h.path_len <= h.target_len
+            and p[h.target] == 47 and h.headers >= 4):
+        raise AssertionError(f"upgrade scan broken: head {h.head_len} of {n}, target "
+                             f"{h.target}+{h.target_len} (path {h.path_len}), "
+                             f"{h.headers} headers")
+    if p[h.head_len - 4] != 13 or p[h.head_len - 1] != 10:
+        raise AssertionError("upgrade scan broken: the head does not end with a blank line")
+    for k in range(XYRA_H_COUNT):
+        if h.seen[k] and not (h.target + h.target_len < h.val[k]
+                              and h.val[k] + h.len[k] + 2 < h.head_len + 1):
+            raise AssertionError(f"upgrade scan broken: header {k} at {h.val[k]}+{h.len[k]} "
+                                 f"outside the head ({h.head_len})")
+    if not (h.seen[XYRA_H_UPGRADE] and h.seen[XYRA_H_CONNECTION] and h.seen[XYRA_H_KEY]
+            and h.seen[XYRA_H_VERSION] and h.len[XYRA_H_KEY] >= XYRA_KEY_LEN):
+        raise AssertionError("upgrade scan broken: accepted without the handshake's headers")
+    return 0
+
+
+_HEADER_NAMES = ("host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+                 "sec-websocket-protocol", "sec-websocket-extensions", "origin")
+
+
+def _scan(const unsigned char[:] data, Py_ssize_t max_head=32768, int max_headers=100):
+    """The fast path's scanner on ``data`` (tests): None where it hands the request to
+    the general path, else the head's length, target and the values it kept."""
+    cdef xyra_head h
+    cdef const unsigned char* p = &data[0] if data.shape[0] else NULL
+    cdef int k
+    if p == NULL or not xyra_scan_upgrade(p, data.shape[0], max_head, max_headers, &h):
+        return None
+    _check_head(&h, p, data.shape[0])
+    out = {"head_len": h.head_len, "headers": h.headers,
+           "target": bytes(data[h.target:h.target + h.target_len]),
+           "path": bytes(data[h.target:h.target + h.path_len])}
+    for k in range(XYRA_H_COUNT):
+        if h.seen[k]:
+            out[_HEADER_NAMES[k]] = bytes(data[h.val[k]:h.val[k] + h.len[k]])
+    return out
+
+
+def _sha1(const unsigned char[:] data):
+    """upgrade.h's SHA-1 of ``data`` (tests check it against hashlib)."""
+    cdef unsigned char digest[20]
+    xyra_sha1(&data[0] if data.shape[0] else <const unsigned char*>b"", data.shape[0], digest)
+    return <bytes>digest[:20]
+
+
+def _accept_value(bytes key):
+    """upgrade.h's Sec-WebSocket-Accept for a valid 24-byte key (tests)."""
+    cdef char out[XYRA_ACCEPT_LEN]
+    if len(key) != XYRA_KEY_LEN:
+        raise ValueError("a key is 24 bytes")
+    xyra_accept(<const unsigned char*>PyBytes_AS_STRING(key), out)
+    return out[:XYRA_ACCEPT_LEN].decode("ascii")
 
 
 cdef class ServerProtocol:
@@ -260,7 +615,11 @@ cdef class ServerProtocol:
         elif self.ip is not None and hub.per_ip[self.ip] > ctx.max_connections_per_ip:
             self._reject(503, f"over max_connections_per_ip ({ctx.max_connections_per_ip})")
         else:
-            self.http = httptools.HttpRequestParser(self)
+            self._start_http()
+
+    cdef _start_http(self):
+        """The HTTP phase begins (here, or when the fast path hands a connection over)."""
+        self.http = httptools.HttpRequestParser(self)
 
     def get_buffer(self, Py_ssize_t sizehint):
         if self.ws is not None:

@@ -35,6 +35,8 @@ class Hub(Outbox):
     """Remote host -> open connections (while per-address limits are on)."""
     backplane: Any
     """None, or the worker's link to other processes (see xyra.backplane)."""
+    gate: Any
+    """The server's ``Gate`` (its ServerContext), or None."""
     def __init__(self, loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None: ...
     def publish(
         self,

@@ -8,9 +8,20 @@ connections (a list where each knows its slot), and the topic index with ``publi
 
 The topic index is two-way: topic -> subscribers (an insertion-ordered dict used as an
 ordered set) and connection -> topics (``Endpoint._topics``), so unsubscribing a closing
-connection costs O(its topics) and an empty topic is freed at once. ``publish`` builds
-one immutable frame and hands the same bytes to every subscriber's cork; each subscriber
-is then written once per loop iteration however many publishes hit it.
+connection costs O(its topics) and an empty topic is freed at once.
+
+Publishes are batched per loop iteration, the way uWebSockets' TopicTree drains:
+``publish`` builds one immutable frame and records it on its topic; at the iteration's
+flush (``deliver_topics``) each topic's frames are joined once into one batch, and every
+subscriber that takes all of them gets that same bytes object, in one write. The
+per-subscriber work is then one write per iteration, whatever the number of messages.
+The exceptions get their share one frame at a time, in publish order across topics
+(``_give``): a subscriber excluded from some message (``ws.publish`` skips the sender),
+one with several topics published to in the iteration, one that must get its share
+early because something else is about to be queued for it (a send, a close, a
+subscription change: ``drain_for``), and one over its backpressure limit, whose frames
+are dropped exactly as a frame-by-frame publish would. Compressed publishes are not
+batched: they first deliver the pending batches, then queue their variants directly.
 
 With a backplane (``hub.backplane``, set by the server when workers or machines share
 topics) the hub tells it when a topic gains its first and loses its last local
@@ -24,7 +35,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 
 from xyra._core.debug cimport XYRA_DEBUG
-from xyra._core.endpoint cimport message_payload
+from xyra._core.endpoint cimport OPEN, message_payload
 from xyra._core.frames cimport OP_BINARY, OP_TEXT, make_frame
 from xyra._core.stats cimport frame_payload, u64
 
@@ -33,8 +44,19 @@ from xyra.enums import SendStatus
 cdef object DROPPED = SendStatus.DROPPED
 
 
+# A topic's pending batch is delivered early when it would grow past these, so a burst
+# of publishes in one iteration never joins more than this into one batch.
+cdef enum:
+    BATCH_BYTES = 262144
+    BATCH_FRAMES = 1024
+
+
+def _first(tuple item):
+    return item[0]
+
+
 cdef class Topic:
-    """One topic's subscribers (an insertion-ordered set)."""
+    """One topic's subscribers (an insertion-ordered set), and its pending publishes."""
 
     def __init__(self, str name):
         self.name = name
@@ -52,7 +74,10 @@ cdef class Hub(Outbox):
         self.sockets = []
         self.per_ip = {}
         self.topics = {}
+        self.hot = []
+        self.seq = 0
         self.backplane = None
+        self.gate = None
 
     cdef bint on_loop_thread(self) noexcept:
         return <long>PyThread_get_thread_ident() == self.thread_id
@@ -113,6 +138,13 @@ cdef class Hub(Outbox):
         cdef Topic t
         if topic in mine:
             return 0
+        if self.pending:
+            # Its share of what was published before goes first; from the new topic it
+            # gets only what is published from now on.
+            self.drain_for(ep)
+            if self.partial is None:
+                self.partial = {}
+            self.partial[ep] = self.seq
         t = self.topics.get(topic)
         if t is None:
             t = Topic(topic)
@@ -130,6 +162,8 @@ cdef class Hub(Outbox):
         cdef Py_ssize_t old
         if ep._topics is None:
             return 0
+        if self.pending and topic in ep._topics:
+            self.drain_for(ep)  # what it was published before leaving, it still gets
         t = ep._topics.pop(topic, None)
         if t is None:
             return 0
@@ -204,30 +238,209 @@ cdef class Hub(Outbox):
 
     cdef int deliver_local(self, str topic, const unsigned char* p, Py_ssize_t n, int op,
                            bint compress, Endpoint exclude) except -1:
+        """Publish to the local subscribers: how many it is for (``exclude`` aside).
+
+        The frame is recorded on the topic and delivered at the iteration's flush
+        (``deliver_topics``); compressed messages are queued at once, after the batches.
+        """
         cdef Topic t = self.topics.get(topic)
         cdef bytes frame
-        cdef const unsigned char* fp
         cdef Py_ssize_t fl
-        cdef int count = 0
+        cdef Py_ssize_t count
+        cdef list seqs
         if t is None:
             return 0
+        count = len(t.subs)
+        if exclude is not None and exclude in t.subs:
+            count -= 1
+        t.published += 1  # live stats
         if compress:
+            if self.pending:
+                self.deliver_topics()
             count = self._publish_compressed(t, op, p, n, exclude)
+            t.delivered += count
+            self.stats.deliveries += count
+            return count
+        frame = make_frame(op, p, n, False)
+        fl = PyBytes_GET_SIZE(frame)
+        if t.frames is not None and (t.nbytes + fl > BATCH_BYTES or len(t.frames) >= BATCH_FRAMES):
+            self.deliver_topics()
+        if t.frames is None:
+            t.frames = [frame]
+            t.seqs = [self.seq]
+            t.nbytes = fl
+            self.hot.append(t)
+            if not self.pending:
+                self.pending = True
+                self.schedule()
         else:
-            frame = make_frame(op, p, n, False)
-            fp = <const unsigned char*>PyBytes_AS_STRING(frame)
-            fl = PyBytes_GET_SIZE(frame)
-            for ep in t.subs:
-                if ep is exclude:
-                    continue
-                count += (<Endpoint>ep).queue_frame(fp, fl, frame)
-            # live stats: what went out, counted once per publish, not per subscriber
-            self.stats.messages_out[op & 15] += count
-            self.stats.bytes_out[op & 15] += <u64>count * <u64>n
-        t.published += 1
-        t.delivered += count
-        self.stats.deliveries += count
+            t.frames.append(frame)
+            t.seqs.append(self.seq)
+            t.nbytes += fl
+        # live stats of the batch, added once per subscriber that takes it whole
+        if op == OP_TEXT:
+            t.batch_text += 1
+            t.batch_text_bytes += n
+        else:
+            t.batch_binary_bytes += n
+        if exclude is not None and count < len(t.subs):
+            if self.excluded is None:
+                self.excluded = {}
+            seqs = self.excluded.get(exclude)
+            if seqs is None:
+                self.excluded[exclude] = [self.seq]
+            else:
+                seqs.append(self.seq)
+        self.seq += 1
         return count
+
+    cdef int deliver_topics(self) except -1:
+        """Deliver every pending publish (the iteration's flush, or earlier when needed).
+
+        Per topic the frames are joined once; a subscriber that takes them all gets that
+        bytes object (``Endpoint.take_batch``: one write, or behind its corked output).
+        The others, collected in ``special``, get their share in publish order across
+        all their topics (``_give``).
+        """
+        cdef list hot = self.hot
+        cdef dict excluded = self.excluded
+        cdef dict partial = self.partial
+        cdef dict special = None
+        cdef object only = None          # the one excluded endpoint, the usual case
+        cdef Topic t, other
+        cdef Endpoint ep
+        cdef object batch
+        cdef Py_ssize_t last
+        cdef bint busy
+        cdef Py_ssize_t whole
+        if not self.pending:
+            return 0
+        self.pending = False
+        self.hot = []
+        self.excluded = None
+        self.partial = None
+        self.seq = 0
+        if excluded is not None and len(excluded) == 1:
+            for obj in excluded:
+                only = obj
+        try:
+            for obj in hot:
+                t = <Topic>obj
+                batch = t.frames[0] if len(t.frames) == 1 else b"".join(t.frames)
+                last = PyBytes_GET_SIZE(t.frames[len(t.frames) - 1])
+                whole = 0
+                for sub in t.subs:
+                    ep = <Endpoint>sub
+                    if sub is only or (partial is not None and sub in partial) or (
+                            only is None and excluded is not None and sub in excluded):
+                        busy = True
+                    elif len(ep._topics) > 1:
+                        # Another of its topics published to as well: one merged order.
+                        busy = False
+                        for o in ep._topics.values():
+                            other = <Topic>o
+                            if other is not t and other.frames is not None:
+                                busy = True
+                                break
+                    else:
+                        busy = False
+                    if busy:
+                        if special is None:
+                            special = {}
+                        special[sub] = None
+                    elif ep.state == OPEN:
+                        if ep.take_batch(batch, t.nbytes, last):
+                            self._one_by_one(ep, t)  # over its limit: frame by frame
+                        else:
+                            whole += 1
+                if whole:
+                    self._count_batch(t, whole)
+            if special is not None:
+                # _give reads the pending state: put back what it needs.
+                self.excluded = excluded
+                for sub in special:
+                    self._give(<Endpoint>sub, partial.get(sub, 0) if partial is not None else 0)
+        finally:
+            self.excluded = None
+            for obj in hot:
+                t = <Topic>obj
+                t.frames = None
+                t.seqs = None
+                t.nbytes = 0
+                t.batch_text = 0
+                t.batch_text_bytes = t.batch_binary_bytes = 0
+        return 0
+
+    cdef int _count_batch(self, Topic t, Py_ssize_t whole) except -1:
+        """Live stats: ``whole`` subscribers took ``t``'s pending batch, every frame of it."""
+        cdef u64 k = <u64>whole
+        cdef u64 frames = <u64>len(t.frames)
+        self.stats.deliveries += k * frames
+        t.delivered += k * frames
+        self.stats.messages_out[OP_TEXT] += k * <u64>t.batch_text
+        self.stats.messages_out[OP_BINARY] += k * (frames - <u64>t.batch_text)
+        self.stats.bytes_out[OP_TEXT] += k * t.batch_text_bytes
+        self.stats.bytes_out[OP_BINARY] += k * t.batch_binary_bytes
+        return 0
+
+    cdef int _queue_counted(self, Endpoint ep, Topic t, bytes frame) except -1:
+        """Queue one published frame for ``ep``, and count it if it was queued."""
+        cdef const unsigned char* fp = <const unsigned char*>PyBytes_AS_STRING(frame)
+        cdef Py_ssize_t fl = PyBytes_GET_SIZE(frame)
+        if ep.queue_published(fp, fl, frame):
+            self.stats.deliveries += 1
+            t.delivered += 1
+            self.stats.messages_out[fp[0] & 15] += 1
+            self.stats.bytes_out[fp[0] & 15] += frame_payload(fp, fl)
+        return 0
+
+    cdef int drain_for(self, Endpoint ep) except -1:
+        """Give ``ep`` its share of the pending publishes now: something else (a send, a
+        close frame, a subscription change) is about to be queued for it."""
+        cdef Py_ssize_t since = 0
+        if not self.pending or not ep._topics:
+            return 0
+        if self.partial is None:
+            self.partial = {}
+        else:
+            since = self.partial.get(ep, 0)
+        self._give(ep, since)
+        self.partial[ep] = self.seq
+        return 0
+
+    cdef int _give(self, Endpoint ep, Py_ssize_t since) except -1:
+        """Queue ``ep``'s pending frames from sequence number ``since`` on, in publish
+        order across its topics, without those it is excluded from."""
+        cdef list mine = None
+        cdef list skip = None
+        cdef Topic t
+        cdef Py_ssize_t i, seq
+        if ep._topics is None:
+            return 0
+        if self.excluded is not None:
+            skip = self.excluded.get(ep)
+        for obj in ep._topics.values():
+            t = <Topic>obj
+            if t.frames is None:
+                continue
+            for i in range(len(t.seqs)):
+                seq = t.seqs[i]
+                if seq >= since and (skip is None or seq not in skip):
+                    if mine is None:
+                        mine = []
+                    mine.append((seq, t.frames[i], t))
+        if mine is None:
+            return 0
+        if len(mine) > 1:
+            mine.sort(key=_first)
+        for item in mine:
+            self._queue_counted(ep, <Topic>(<tuple>item)[2], <bytes>(<tuple>item)[1])
+        return 0
+
+    cdef int _one_by_one(self, Endpoint ep, Topic t) except -1:
+        for frame in t.frames:
+            self._queue_counted(ep, t, <bytes>frame)
+        return 0
 
     cdef int _publish_compressed(self, Topic t, int op, const unsigned char* p, Py_ssize_t n,
                                  Endpoint exclude) except -1:
@@ -270,15 +483,15 @@ cdef class Hub(Outbox):
                 if built is not None:
                     fp = <const unsigned char*>PyBytes_AS_STRING(built)
                     fl = PyBytes_GET_SIZE(built)
-                    if w.queue_frame(fp, fl, built):
+                    if w.queue_published(fp, fl, built):
                         count += 1
                         self.stats.messages_out[op & 15] += 1  # live stats
                         self.stats.bytes_out[op & 15] += frame_payload(fp, fl)
                     continue
             if plain is None:
                 plain = make_frame(op, p, n, False)
-            if w.queue_frame(<const unsigned char*>PyBytes_AS_STRING(plain),
-                             PyBytes_GET_SIZE(plain), plain):
+            if w.queue_published(<const unsigned char*>PyBytes_AS_STRING(plain),
+                                 PyBytes_GET_SIZE(plain), plain):
                 count += 1
                 self.stats.messages_out[op & 15] += 1  # live stats
                 self.stats.bytes_out[op & 15] += n

@@ -446,7 +446,7 @@ async def run_pubsub_sockets(spec: Spec, w: wl.Workload) -> dict[str, Any]:
 
 
 async def run_pubsub(spec: Spec, w: wl.Workload) -> dict[str, Any]:
-    if w.payload != "json" and not w.deflate:
+    if w.payload != "json" and not w.deflate and w.client != "loop":
         return await run_pubsub_sockets(spec, w)
     loop = asyncio.get_running_loop()
     opcode = 2 if w.binary else 1

@@ -46,6 +46,9 @@ class Workload:
     messages: int = 0  # memory: messages each connection sends (and gets back)
     peers: tuple[str, ...] = ()  # the only peers with the route (empty: every peer)
     asgi: bool = False  # served through an ASGI app (the ASGI servers run only these)
+    # pub/sub: "sockets" (the compiled socket driver) or "loop" (the event-loop client,
+    # which the compressed workloads always use)
+    client: str = "sockets"
 
     def __post_init__(self) -> None:
         # From JSON (the load process) a tuple arrives as a list.
@@ -62,6 +65,8 @@ class Workload:
         """The workload as ``--quick`` runs it (smaller where size dominates the time)."""
         if quick and self.kind in (IDLE, MEMORY):
             return Workload(**{**asdict(self), "connections": min(self.connections, 1000)})
+        if quick and self.kind == PUBSUB and self.subscribers > 2000:
+            return Workload(**{**asdict(self), "subscribers": 2000})
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -155,6 +160,16 @@ WORKLOADS: dict[str, Workload] = {
             unit="deliveries/s",
         ),
         Workload(
+            "pubsub_1x10000",
+            PUBSUB,
+            "1 topic, 10,000 subscribers, 1 publisher pipelining 16 x 32-byte messages",
+            window=16,
+            size=32,
+            topics=1,
+            subscribers=10_000,
+            unit="deliveries/s",
+        ),
+        Workload(
             "pubsub_10x100",
             PUBSUB,
             "10 topics x 100 subscribers, 1 publisher each pipelining 16 x 32-byte messages",
@@ -170,6 +185,14 @@ WORKLOADS: dict[str, Workload] = {
             "16 parallel loops of: TCP connect, upgrade, close handshake",
             connections=16,
             unit="conn/s",
+        ),
+        Workload(
+            "connect_64",
+            CONNECT,
+            "connect with 64 parallel loops (the load of the independent C client); run it by name",
+            connections=64,
+            unit="conn/s",
+            default=False,
         ),
         Workload(
             "idle_10k",
@@ -240,6 +263,19 @@ WORKLOADS: dict[str, Workload] = {
             route="/starlette/hello",
             asgi=True,
             peers=ASGI_SERVERS,
+        ),
+        Workload(
+            "pubsub_1x1000_loop",
+            PUBSUB,
+            "pubsub_1x1000 driven by the event-loop client (loadgen.Connection) instead of"
+            " the socket driver; run it by name",
+            window=16,
+            size=32,
+            topics=1,
+            subscribers=1000,
+            unit="deliveries/s",
+            default=False,
+            client="loop",
         ),
         Workload(
             "echo_deep",
