@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit import free_port
 
 from xyra import App, WebSocket
 
@@ -57,12 +58,6 @@ def screenshot(page: Any, name: str) -> None:
 
 
 # -- running the examples -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[str] | None = None) -> None:

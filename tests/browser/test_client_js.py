@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kit import free_port
 
 from xyra import App, Server, WebSocket
 from xyra.http import Request, Response
@@ -428,11 +429,3 @@ def test_client_js_queue_order_json_backoff_and_close(page_on: Any) -> None:
     page.wait_for_function("window.closes.length === 1")
     assert page.evaluate("window.closes") == [[1000, False]]
     assert page.evaluate("window.s.stopped") is True
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

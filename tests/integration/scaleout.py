@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,17 +33,13 @@ from typing import Any
 
 import pytest
 import websockets
-from kit import wait_for_condition
+from kit import free_port, wait_for_condition
+
+from xyra.bench.procs import redis_command
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
@@ -87,21 +82,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir,
-                "--loglevel",
-                "warning",
-            ],
+            redis_command(self.port, "--dir", self.workdir, "--loglevel", "warning"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

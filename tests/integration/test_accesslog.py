@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,15 @@ from typing import Any
 
 import pytest
 import websockets
-from kit import START_TIMEOUT, TIMEOUT, RawClient, recv, upgrade_request, wait_for_condition
+from kit import (
+    START_TIMEOUT,
+    TIMEOUT,
+    RawClient,
+    free_port,
+    recv,
+    upgrade_request,
+    wait_for_condition,
+)
 from websockets.exceptions import InvalidStatus
 
 from xyra import App
@@ -130,9 +137,7 @@ async def test_xyra_run_logs_handshakes_unless_told_not_to(
             """
         )
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "xyra", "run", "logged_app:app", "--port", str(port)]
     cmd += ["--app-dir", str(tmp_path), *([flag] if flag else [])]
     proc = subprocess.Popen(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import websockets
-from kit import START_TIMEOUT, TIMEOUT, http_url, recv, served, wait_for_condition
+from kit import START_TIMEOUT, TIMEOUT, free_port, http_url, recv, served, wait_for_condition
 
 from xyra import App
 from xyra.asgi import LifespanFailed
@@ -134,12 +134,6 @@ async def app(scope, receive, send):
     await receive()
     await send({"type": "lifespan.startup.failed", "message": "cannot reach the database"})
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env() -> dict[str, str]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import websockets
-from kit import START_TIMEOUT, TIMEOUT, recv, wait_for_condition
+from kit import START_TIMEOUT, TIMEOUT, free_port, recv, wait_for_condition
 
 import xyra
 from xyra.__main__ import AppSpecError, load_app, main
@@ -32,12 +31,6 @@ def commands() -> list[list[str]]:
 COMMANDS = pytest.mark.parametrize(
     "cmd", commands(), ids=lambda c: "python-m-xyra" if "-m" in c else "console-script"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env() -> dict[str, str]:

@@ -14,14 +14,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import START_TIMEOUT, TIMEOUT, recv, wait_for_condition
+from kit import START_TIMEOUT, TIMEOUT, free_port, recv, wait_for_condition
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
@@ -33,12 +32,6 @@ QUIET = 0.2
 
 
 # -- running an example ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Example:

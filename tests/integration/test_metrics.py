@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 import websockets
-from kit import START_TIMEOUT, TIMEOUT, recv, wait_for_condition
+from kit import START_TIMEOUT, TIMEOUT, free_port, recv, wait_for_condition
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -132,12 +132,6 @@ async def test_openmetrics_when_asked(serve: Any) -> None:
     found = samples(text, openmetrics_families)
     assert found[("xyra_topics", frozenset({("worker", "0")}))] == 0
     assert all(name.startswith("xyra_") for name, _ in found)  # registry=None: Xyra's only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreading")

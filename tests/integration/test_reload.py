@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from kit import START_TIMEOUT, TIMEOUT, recv, wait_for_condition
+from kit import START_TIMEOUT, TIMEOUT, free_port, recv, wait_for_condition
 
 from xyra.__main__ import main
 from xyra.reload import FileFilter
@@ -31,12 +30,6 @@ APP = textwrap.dedent(
     app.websocket("/ws", {{"open": lambda ws: ws.send("{greeting}")}})
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def greeting(port: int) -> str | None:

@@ -18,6 +18,7 @@ from kit import (
     TIMEOUT,
     RawClient,
     client_frame,
+    echo,
     recv,
     served,
     upgrade_request,
@@ -27,10 +28,6 @@ from kit import (
 from kit.refcodec import OP_BINARY, OP_TEXT
 
 from xyra import App, WebSocket
-
-
-def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
-    ws.send(message, opcode)
 
 
 async def neighbour_ok(server) -> None:

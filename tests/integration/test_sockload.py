@@ -7,13 +7,12 @@ The server runs in this test's event loop; each driver runs in a worker thread
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 pytest.importorskip("xyra.bench._drivers.sockload", reason="the load drivers are not compiled")
 
-from kit import TIMEOUT, served
+from kit import TIMEOUT, free_port, served
 
 from xyra import App
 from xyra.bench._drivers.loadgen import masked_frame
@@ -43,12 +42,6 @@ def counting_app(events: list[str]) -> App:
 
 async def in_thread(fn, *args):  # type: ignore[no-untyped-def]
     return await asyncio.wait_for(asyncio.to_thread(fn, *args), TIMEOUT * 3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- ConnectDriver --------------------------------------------------------------------------

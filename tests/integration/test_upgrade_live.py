@@ -17,6 +17,7 @@ from kit import (
     TIMEOUT,
     RawClient,
     client_frame,
+    echo,
     recv,
     served,
     upgrade_request,
@@ -25,11 +26,7 @@ from kit import (
 )
 from kit.refcodec import OP_TEXT
 
-from xyra import App, WebSocket
-
-
-def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
-    ws.send(message, opcode)
+from xyra import App
 
 
 def echo_app(**options: object) -> App:

@@ -11,9 +11,9 @@ live in tests/integration/conftest.py.
 ``waiting``       ``TIMEOUT`` (the one timeout policy), ``wait_for_condition``, ``recv``,
                   ``recv_n``, ``closed_code``
 ``raw``           ``RawClient`` (raw bytes over a plain socket, reads only when asked),
-                  ``upgrade_request``, ``http_request``, ``HTTPResponse``
+                  ``upgrade_request``, ``http_request``, ``free_port``, ``HTTPResponse``
 ``serving``       ``served`` (an app on the test's loop), ``ws_url``, ``http_url``,
-                  ``NamedApp``, ``errors_logged``
+                  ``NamedApp``, ``errors_logged``, ``echo``
 ================  ===========================================================================
 
 ``serving`` imports xyra; it is loaded on first use, so ``import kit.refcodec`` (the fuzz
@@ -23,7 +23,15 @@ harnesses) loads no part of xyra.
 from typing import Any
 
 from . import refcodec
-from .raw import HTTPResponse, RawClient, accept_for, http_request, new_key, upgrade_request
+from .raw import (
+    HTTPResponse,
+    RawClient,
+    accept_for,
+    free_port,
+    http_request,
+    new_key,
+    upgrade_request,
+)
 from .refcodec import client_frame, encode_frame, read_frame, wire_length
 from .waiting import (
     START_TIMEOUT,
@@ -43,8 +51,10 @@ __all__ = [
     "accept_for",
     "client_frame",
     "closed_code",
+    "echo",
     "encode_frame",
     "errors_logged",
+    "free_port",
     "http_request",
     "http_url",
     "new_key",
@@ -59,7 +69,7 @@ __all__ = [
     "ws_url",
 ]
 
-_SERVING = {"NamedApp", "errors_logged", "http_url", "served", "ws_url"}
+_SERVING = {"NamedApp", "echo", "errors_logged", "http_url", "served", "ws_url"}
 
 
 def __getattr__(name: str) -> Any:

@@ -32,6 +32,13 @@ def accept_for(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server started in a subprocess)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def upgrade_request(
     path: str = "/",
     *,

@@ -45,6 +45,11 @@ async def served(app: App, *, sndbuf: int | None = None, **start: Any) -> AsyncI
         await server.stop(timeout=STOP_TIMEOUT)
 
 
+def echo(ws: WebSocket, message: str | bytes, opcode: int) -> None:
+    """The echo handler most tests serve: each message back, with its opcode."""
+    ws.send(message, opcode)
+
+
 def ws_url(server: Server, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kit.fake_transport import RecordingTransport as Transport
+
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 ORIGIN_ALLOWED = "http://a.example"
 # The routes of the oracle's app (see build_app) and what each exercises.
@@ -30,66 +32,6 @@ PATHS = ("/", "/chat", "/z", "/o", "/any", "/u", "/p/7", "/http", "/nothing")
 SUBPROTOCOLS = ("chat", "superchat")
 # (max_head_size, max_headers) pairs a harness may pick.
 LIMITS = ((32768, 100), (256, 100), (600, 6), (180, 4))
-
-
-class Transport:
-    """What a uvloop transport gives a protocol, recording what is done with it."""
-
-    def __init__(self) -> None:
-        self.protocol: Any = None
-        self.written = bytearray()
-        self.writes = 0
-        self.closed = False
-        self.aborted = False
-        self.eof_written = False
-        self.paused = False
-        self.protocol_changes = 0
-
-    def write(self, data: bytes) -> None:
-        if self.closed or self.aborted:
-            return  # as uvloop: nothing leaves a closing transport's buffer afterwards
-        self.written += data
-        self.writes += 1
-
-    def writelines(self, chunks: Sequence[bytes]) -> None:
-        self.write(b"".join(chunks))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.closed or self.aborted
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.eof_written = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_protocol(self, protocol: Any) -> None:
-        self.protocol = protocol
-        self.protocol_changes += 1
-
-    def get_protocol(self) -> Any:
-        return self.protocol
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
 
 
 class Loop:

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import pytest
+from kit.fake_transport import RecordingTransport
 from kit.refcodec import RefParser, encode_close_payload, encode_frame
 
 from xyra._core.endpoint import EndpointConfig, Outbox, RecordingEndpoint
@@ -20,57 +21,6 @@ from xyra.enums import OpCode, SendStatus
 
 RESPONSE = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
 KEY = b"\x01\x02\x03\x04"
-
-
-class FakeTransport:
-    """What the endpoint may call on a transport, recorded."""
-
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.writes = 0
-        self.closed = False
-        self.aborted = False
-        self.eof_written = False
-        self.buffered = 0  # what get_write_buffer_size reports
-        self.limits: dict[str, int] = {}
-
-    def write(self, data: bytes) -> None:
-        assert not self.aborted, "write after abort"
-        self.written += data
-        self.writes += 1
-
-    def writelines(self, chunks: list[bytes]) -> None:
-        self.write(b"".join(chunks))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.closed or self.aborted
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.eof_written = True
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self.limits = {"high": high or 0}
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class Peer:
@@ -84,7 +34,7 @@ class Peer:
         for name, value in limits.items():
             setattr(config, name, value)
         self.config = config
-        self.transport = FakeTransport()
+        self.transport = RecordingTransport(strict=True)
         self.ep = RecordingEndpoint(self.transport, self.outbox, config, RESPONSE)
         assert bytes(self.transport.written) == RESPONSE
         del self.transport.written[:]

@@ -22,10 +22,6 @@ class Recording(Transport):
     def __init__(self) -> None:
         super().__init__()
         self.objects: list[Any] = []
-        self.buffered = 0  # what get_write_buffer_size reports
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
 
     def write(self, data: bytes) -> None:
         self.objects.append(data)

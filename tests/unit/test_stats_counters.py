@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kit.fake_transport import RecordingTransport
 from kit.refcodec import encode_close_payload, encode_frame
 
 from xyra._core.endpoint import LAG_BUCKETS, EndpointConfig, Outbox, RecordingEndpoint
@@ -18,42 +19,13 @@ from xyra.stats import percentile
 KEY = b"\x01\x02\x03\x04"
 
 
-class Transport:
-    def __init__(self) -> None:
-        self.written = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def writelines(self, chunks: list[bytes]) -> None:
-        self.written += b"".join(chunks)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-
 def endpoint(outbox: Outbox | None = None, **limits: Any) -> tuple[RecordingEndpoint, Outbox]:
     outbox = outbox or Outbox(lambda cb: None, logging.getLogger("xyra.test"), 0.0)
     outbox.manual_clock = True
     config = EndpointConfig()
     for name, value in limits.items():
         setattr(config, name, value)
-    return RecordingEndpoint(Transport(), outbox, config), outbox
+    return RecordingEndpoint(RecordingTransport(), outbox, config), outbox
 
 
 def peer_sends(ep: RecordingEndpoint, opcode: int, payload: bytes = b"") -> None:
