@@ -41,6 +41,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from xyra.asgi.lifespan import LifespanFailed
 from xyra.backplane import Backplane
 from xyra.errors import ListenError
 from xyra.statsgather import CTRL_MAX, SupervisorStats, WorkerStats
@@ -293,6 +294,11 @@ class Supervisor:
                         self.serve_kwargs,
                     ),
                 )
+            except LifespanFailed as exc:
+                # As in one process (App.run): the app's message, and uvicorn's status 3,
+                # which the supervisor passes on.
+                print(f"xyra: ASGI application startup failed: {exc.message}", file=sys.stderr)
+                code = 3
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -435,7 +441,7 @@ class Supervisor:
                 worker.pid,
                 how,
             )
-            self._begin_stop(1)
+            self._begin_stop(code if code > 0 else 1)  # 3: the ASGI app's startup failed
             return
         if self.slots.get(worker.slot) is worker:
             del self.slots[worker.slot]

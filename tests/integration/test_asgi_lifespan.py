@@ -201,10 +201,22 @@ async def test_xyra_run_serves_a_fastapi_app(tmp_path: Path, spec: str) -> None:
     assert "lifespan startup" in out and "lifespan shutdown" in out
 
 
-def test_xyra_run_failed_startup_exits_with_3(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "workers",
+    [
+        [],
+        pytest.param(
+            ["--workers", "2"],
+            marks=pytest.mark.skipif(not hasattr(os, "fork"), reason="workers need fork()"),
+        ),
+    ],
+    ids=["one-process", "two-workers"],
+)
+def test_xyra_run_failed_startup_exits_with_3(tmp_path: Path, workers: list[str]) -> None:
     (tmp_path / "failing_main.py").write_text(FAILING)
+    port = str(free_port())
     out = subprocess.run(
-        [sys.executable, "-m", "xyra", "run", "failing_main:app", "--port", str(free_port())],
+        [sys.executable, "-m", "xyra", "run", "failing_main:app", "--port", port, *workers],
         cwd=tmp_path,
         env=env(),
         capture_output=True,
