@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("xyra")
 
-LINUX = sys.platform.startswith("linux")
+#: XYRA_WORKERS_PORTABLE=1 takes the path of the other systems (one shared listening socket,
+#: datagram control sockets) on Linux too, so that the test suite runs it here.
+LINUX = sys.platform.startswith("linux") and os.environ.get("XYRA_WORKERS_PORTABLE") != "1"
 #: Each worker binds its own listener (kernel load balancing) where SO_REUSEPORT spreads
 #: connections: Linux. Elsewhere the workers share one listening socket.
 REUSEPORT = LINUX and hasattr(socket, "SO_REUSEPORT")

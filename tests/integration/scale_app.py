@@ -76,6 +76,11 @@ async def on_message(ws: WebSocket, message: str | bytes, opcode: int) -> None:
     elif op == "unsub":
         for topic in cmd["topics"]:
             ws.unsubscribe(topic)
+    elif op == "cluster_stats":  # every worker's snapshot, through the supervisor
+        reply["workers"] = [
+            {"worker": snap["worker"], "open": snap["connections"]["open"]}
+            for snap in await app.cluster_stats()
+        ]
     elif op == "stats":
         reply["stats"] = app.backplane_stats()
         reply["events"] = events

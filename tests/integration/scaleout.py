@@ -153,7 +153,12 @@ class Cluster:
     """``xyra run scale_app:app`` in its own process group (a "machine")."""
 
     def __init__(
-        self, workers: int = 2, backplane: str | None = None, extra: tuple[str, ...] = ()
+        self,
+        workers: int = 2,
+        backplane: str | None = None,
+        extra: tuple[str, ...] = (),
+        *,
+        portable: bool = False,
     ) -> None:
         self.workers = workers
         self.logfile = tempfile.NamedTemporaryFile(prefix="xyra-run-", suffix=".log")
@@ -174,6 +179,8 @@ class Cluster:
         if backplane is not None:
             cmd += ["--backplane", backplane]
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        if portable:  # the supervisor's path for macOS and the BSDs (xyra/workers.py)
+            env["XYRA_WORKERS_PORTABLE"] = "1"
         self.proc = subprocess.Popen(
             cmd, stdout=self.logfile, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )

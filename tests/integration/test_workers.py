@@ -15,6 +15,7 @@ import zlib
 
 import pytest
 import websockets
+from kit import wait_for_condition
 from scaleout import (
     Client,
     Cluster,
@@ -30,6 +31,11 @@ from scaleout import (
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers need fork()")
 
 
+# Each worker's own SO_REUSEPORT listener and SEQPACKET control sockets (Linux), or one
+# shared listener and datagram control sockets (macOS, the BSDs), forced here.
+PORTABLE = pytest.mark.parametrize("portable", [False, True], ids=["linux", "portable"])
+
+
 @pytest.fixture(params=["relay", "redis"])
 def backplane(request: pytest.FixtureRequest) -> str | None:
     """None: the embedded relay; else a Redis URL (a fresh redis-server)."""
@@ -40,6 +46,28 @@ def backplane(request: pytest.FixtureRequest) -> str | None:
 
 async def test_publish_reaches_every_worker_once_and_in_order(clusters, backplane) -> None:
     cluster = clusters(2, backplane)
+    await fanout_across_workers(cluster)
+
+
+async def test_the_portable_path_fans_out_and_gathers_stats(clusters) -> None:
+    """One listening socket shared by the workers and datagram control sockets: what the
+    supervisor does where SO_REUSEPORT does not spread connections."""
+    cluster = clusters(2, portable=True)
+    assert "one shared socket" in cluster.log()
+    placed = await clients_on_workers(cluster.port, 2, per_worker=2)
+    expected = [{"worker": 0, "open": 2}, {"worker": 1, "open": 2}]
+
+    async def gathered() -> bool:  # the clients placed elsewhere first may still be closing
+        reply = await placed[0][0].command(op="cluster_stats")
+        return bool(reply["workers"] == expected)
+
+    await wait_for_condition(gathered, message="both workers' snapshots, 2 open each")
+    for client in [*placed[0], *placed[1]]:
+        await client.close()
+    await fanout_across_workers(cluster)
+
+
+async def fanout_across_workers(cluster: Cluster) -> None:
     placed = await clients_on_workers(cluster.port, 2, per_worker=2, topics="news")
     everyone = [*placed[0], *placed[1]]
     publisher, thread_publisher = placed[0][0], placed[1][0]
@@ -51,8 +79,11 @@ async def test_publish_reaches_every_worker_once_and_in_order(clusters, backplan
         await client.close()
 
 
-async def test_a_killed_worker_is_restarted_and_the_others_untouched(clusters) -> None:
-    cluster = clusters(2)
+@PORTABLE
+async def test_a_killed_worker_is_restarted_and_the_others_untouched(
+    clusters, portable: bool
+) -> None:
+    cluster = clusters(2, portable=portable)
     placed = await clients_on_workers(cluster.port, 2, per_worker=2, topics="t")
     survivors, victims = placed[0], placed[1]
     dead_pid = victims[0].pid
@@ -104,8 +135,11 @@ async def test_sigterm_closes_every_client_with_1001_and_every_process_exits(
         assert f"shutdown hook ran in worker {client.worker} (pid {client.pid})" in log
 
 
-async def test_sighup_replaces_the_workers_and_no_connection_is_refused(clusters) -> None:
-    cluster = clusters(2)
+@PORTABLE
+async def test_sighup_replaces_the_workers_and_no_connection_is_refused(
+    clusters, portable: bool
+) -> None:
+    cluster = clusters(2, portable=portable)
     old = await clients_on_workers(cluster.port, 2)
     old_pids = {w: c[0].pid for w, c in old.items()}
     failures: list[BaseException] = []
