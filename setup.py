@@ -115,7 +115,9 @@ def _extensions() -> list[Extension]:
         # reuses C generated with the other mode's directives.
         build_dir=f"build/cython-{MODE}",
         force=_flag("XYRA_FORCE_CYTHON"),
-        nthreads=0,
+        # Translate the modules in parallel processes where they fork (Linux); with the
+        # spawn start method (macOS) the pool would re-run this file in each child.
+        nthreads=(os.cpu_count() or 1) if sys.platform.startswith("linux") else 0,
     )
 
 
@@ -128,6 +130,8 @@ class ModeAwareBuildExt(build_ext):
 
     def finalize_options(self) -> None:
         super().finalize_options()
+        if self.parallel is None:  # compile the modules in parallel unless told (-j N)
+            self.parallel = os.cpu_count() or 1
         self.build_temp = str(Path(self.build_temp).parent / f"temp-{MODE}")
         stamp = ROOT / "build" / "last-inplace-mode"
         if self.inplace:
