@@ -573,9 +573,7 @@ class App:
             print(f"xyra: cannot listen on {host}:{port}: {bind_error(exc)}", file=sys.stderr)
             raise SystemExit(1) from None
         except LifespanFailed as exc:
-            # As uvicorn: the app's own message, and exit status 3.
-            print(f"xyra: ASGI application startup failed: {exc.message}", file=sys.stderr)
-            raise SystemExit(3) from None
+            raise SystemExit(exc.report()) from None
 
     def _run_one(self, port: int, host: str, **kwargs: Any) -> None:
         """One process: a uvloop loop serving until SIGINT or SIGTERM."""

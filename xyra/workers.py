@@ -297,10 +297,7 @@ class Supervisor:
                     ),
                 )
             except LifespanFailed as exc:
-                # As in one process (App.run): the app's message, and uvicorn's status 3,
-                # which the supervisor passes on.
-                print(f"xyra: ASGI application startup failed: {exc.message}", file=sys.stderr)
-                code = 3
+                code = exc.report()  # as in one process; the supervisor passes the 3 on
             except BaseException:
                 traceback.print_exc()
             finally:

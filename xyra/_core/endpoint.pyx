@@ -176,8 +176,7 @@ cdef class Outbox:
         ep.dirty = True
         self.dirty.append(ep)
         if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.call_soon(self._flush_cb)
+            self.schedule()
         return 0
 
     cdef int schedule(self) except -1:
@@ -308,6 +307,14 @@ cdef class Extras:
         global _live_extras
         if XYRA_DEBUG:
             _live_extras -= 1
+
+
+cdef inline int _published_first(Endpoint ep) except -1:
+    """Give ``ep`` its share of this iteration's batched publishes (the Hub's) before
+    something else is queued for it, so that it arrives in the order it was made."""
+    if ep._topics is not None and ep.hub.pending:
+        ep.hub.drain_for(ep)
+    return 0
 
 
 cdef class Endpoint(Parser):
@@ -528,8 +535,7 @@ cdef class Endpoint(Parser):
             # An empty reason is the common case: it costs no Extras (reason() says "").
             self.more().report_reason = PyUnicode_DecodeUTF8(<char*>reason, length, NULL)
         if self.state == OPEN:
-            if self._topics is not None and self.hub.pending:
-                self.hub.drain_for(self)  # publishes made before the close go before it
+            _published_first(self)  # publishes made before the close go before it
             # Echo the peer's code (none if it sent none), then the server closes TCP first.
             if self.out_len == 0 and self.chunks is None and not self.lost:
                 # Nothing else queued: the close frame is the one write, with no cork buffer.
@@ -625,8 +631,7 @@ cdef class Endpoint(Parser):
         cdef unsigned char hdr[10]
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
         cdef Py_ssize_t hl = write_header(hdr, opcode, n, True, False)
-        if self._topics is not None and self.hub.pending:
-            self.hub.drain_for(self)  # publishes made before this frame go before it
+        _published_first(self)
         self._append_out(hdr, hl)
         if n:
             self._append_out(<const unsigned char*>PyBytes_AS_STRING(payload), n)
@@ -666,8 +671,7 @@ cdef class Endpoint(Parser):
         cdef XyraStats* stats
         if self.state != OPEN:
             return DROPPED
-        if self._topics is not None and self.hub.pending:
-            self.hub.drain_for(self)  # publishes made before this send go before it
+        _published_first(self)
         before = self.queued + self.transport_pending
         if before >= self.route.max_backpressure:
             return self._over_limit(length)
@@ -699,8 +703,7 @@ cdef class Endpoint(Parser):
         """Queue a complete frame built once for many connections (publish)."""
         if self.state != OPEN:
             return 0
-        if self._topics is not None and self.hub.pending:
-            self.hub.drain_for(self)
+        _published_first(self)
         return self.queue_published(frame, length, owner)
 
     cdef int take_batch(self, object batch, Py_ssize_t length, Py_ssize_t last) except -1:

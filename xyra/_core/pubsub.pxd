@@ -51,3 +51,4 @@ cdef class Hub(Outbox):
     cdef int _one_by_one(self, Endpoint ep, Topic t) except -1
     cdef int _count_batch(self, Topic t, Py_ssize_t whole) except -1
     cdef int _queue_counted(self, Endpoint ep, Topic t, bytes frame) except -1
+    cdef int _queue_out(self, Endpoint ep, bytes frame) except -1

@@ -384,15 +384,21 @@ cdef class Hub(Outbox):
         return 0
 
     cdef int _queue_counted(self, Endpoint ep, Topic t, bytes frame) except -1:
-        """Queue one published frame for ``ep``, and count it if it was queued."""
-        cdef const unsigned char* fp = <const unsigned char*>PyBytes_AS_STRING(frame)
-        cdef Py_ssize_t fl = PyBytes_GET_SIZE(frame)
-        if ep.queue_published(fp, fl, frame):
+        """Queue one published frame for ``ep``, and count the delivery if it was queued."""
+        if self._queue_out(ep, frame):
             self.stats.deliveries += 1
             t.delivered += 1
-            self.stats.messages_out[fp[0] & 15] += 1
-            self.stats.bytes_out[fp[0] & 15] += frame_payload(fp, fl)
         return 0
+
+    cdef int _queue_out(self, Endpoint ep, bytes frame) except -1:
+        """Queue one built frame for ``ep``: 1 if queued, counted as sent (live stats)."""
+        cdef const unsigned char* fp = <const unsigned char*>PyBytes_AS_STRING(frame)
+        cdef Py_ssize_t fl = PyBytes_GET_SIZE(frame)
+        if not ep.queue_published(fp, fl, frame):
+            return 0
+        self.stats.messages_out[fp[0] & 15] += 1
+        self.stats.bytes_out[fp[0] & 15] += frame_payload(fp, fl)
+        return 1
 
     cdef int drain_for(self, Endpoint ep) except -1:
         """Give ``ep`` its share of the pending publishes now: something else (a send, a
@@ -454,8 +460,6 @@ cdef class Hub(Outbox):
         cdef bytes frame
         cdef object built
         cdef Endpoint w
-        cdef const unsigned char* fp
-        cdef Py_ssize_t fl
         cdef int count = 0
         for ep in t.subs:
             if ep is exclude:
@@ -481,20 +485,11 @@ cdef class Hub(Outbox):
                         self.stats.deflate_in += n
                         self.stats.deflate_out += PyBytes_GET_SIZE(frame)
                 if built is not None:
-                    fp = <const unsigned char*>PyBytes_AS_STRING(built)
-                    fl = PyBytes_GET_SIZE(built)
-                    if w.queue_published(fp, fl, built):
-                        count += 1
-                        self.stats.messages_out[op & 15] += 1  # live stats
-                        self.stats.bytes_out[op & 15] += frame_payload(fp, fl)
+                    count += self._queue_out(w, <bytes>built)
                     continue
             if plain is None:
                 plain = make_frame(op, p, n, False)
-            if w.queue_published(<const unsigned char*>PyBytes_AS_STRING(plain),
-                                 PyBytes_GET_SIZE(plain), plain):
-                count += 1
-                self.stats.messages_out[op & 15] += 1  # live stats
-                self.stats.bytes_out[op & 15] += n
+            count += self._queue_out(w, plain)
         return count
 
     def num_subscribers(self, str topic) -> int:

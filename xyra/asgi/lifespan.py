@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, Literal
 
 from xyra.asgi.types import LIFESPAN_VERSION, ASGIApp, Message, ProtocolError
@@ -27,6 +28,11 @@ class LifespanFailed(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def report(self) -> int:
+        """Say so on stderr as uvicorn does, and return uvicorn's exit status for it (3)."""
+        print(f"xyra: ASGI application startup failed: {self.message}", file=sys.stderr)
+        return 3
 
 
 class Lifespan:
